@@ -1,0 +1,3 @@
+"""Package version, single source for hatchling and the CLI."""
+
+__version__ = "0.1.0"
