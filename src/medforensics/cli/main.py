@@ -14,6 +14,7 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.info",
     "medforensics.cli.env",
     "medforensics.cli.demo",
+    "medforensics.cli.calibrate",
 )
 
 

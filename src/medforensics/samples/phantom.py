@@ -94,9 +94,9 @@ def radiograph_phantom(
     img = np.full((size, size), 300.0, dtype=np.float32)
     img[_ellipse(size, size, c, c, 0.45 * size, 0.42 * size)] = 2200.0
     for side in (-1, 1):
-        img[_ellipse(size, size, c - 0.05 * size, c + side * 0.18 * size, 0.3 * size, 0.13 * size)] = (
-            900.0
-        )
+        img[
+            _ellipse(size, size, c - 0.05 * size, c + side * 0.18 * size, 0.3 * size, 0.13 * size)
+        ] = 900.0
     img[_ellipse(size, size, c + 0.08 * size, c - 0.04 * size, 0.14 * size, 0.12 * size)] = 1900.0
     yy = np.arange(size)[:, None]
     for k in range(8):  # ribs

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     UID,
     CTImageStorage,
     DigitalXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     MRImageStorage,
-    PYDICOM_IMPLEMENTATION_UID,
     generate_uid,
 )
 
@@ -28,10 +28,10 @@ _SOP_CLASS = {
 def _base_dataset(
     modality: str, study_uid: str, series_uid: str, patient_id: str, sop_uid: str
 ) -> Dataset:
-    sop_class = _SOP_CLASS.get(modality, CTImageStorage)
+    sop_class = UID(_SOP_CLASS.get(modality, CTImageStorage))
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
-    meta.MediaStorageSOPInstanceUID = sop_uid
+    meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     ds = Dataset()

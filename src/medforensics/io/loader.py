@@ -1,0 +1,220 @@
+"""Turn the paths a user gives into ``ImageVolume`` objects, or errors that name the file.
+
+One bad file never stops the batch: every problem becomes a ``LoadError`` and the walk goes on.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from medforensics.io.dicom import DicomHeader, read_header
+from medforensics.io.series import assemble_multiframe, assemble_series, group_series
+from medforensics.io.sniff import Format, sniff_format
+from medforensics.io.types import ImageVolume, LoadError, ReadError
+
+#: file names never treated as images inside folders
+_IGNORED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db", "desktop.ini"}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file inside a folder that is not an image (a README, a licence...): reported, not fatal."""
+
+    input: str
+    path: str
+    reason: str
+
+
+LoadItem = ImageVolume | LoadError | Skipped
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How inputs are read.
+
+    Attributes:
+        modality: modality to assume for non-DICOM inputs (PNG/JPEG/TIFF default ``OT``, NIfTI
+            default ``MR``); DICOM always uses its own Modality tag.
+    """
+
+    modality: str | None = None
+
+
+def _label(path: Path, root: Path, input_label: str, archive_label: str | None) -> str:
+    """Where a file is, for messages: inside a zip, ``archive.zip!member``."""
+    if archive_label is None:
+        return str(path)
+    from medforensics.io.archive import member_name
+
+    return f"{archive_label}!{member_name(root, path)}"
+
+
+def _read_single(path: Path, fmt: Format, input_label: str, options: LoadOptions) -> ImageVolume:
+    if fmt == "dicom":
+        header = read_header(path)
+        if header.is_multiframe:
+            return assemble_multiframe(input_label, header)
+        return assemble_series(input_label, [header])
+    if fmt in ("png", "jpeg", "tiff"):
+        from medforensics.io.raster import read_raster
+
+        return read_raster(path, input_label, modality=options.modality or "OT")
+    if fmt == "nifti":
+        from medforensics.io.nifti import read_nifti
+
+        return read_nifti(path, input_label, modality=options.modality or "MR")
+    raise ReadError(path, "is not a medical image this tool can read (unknown format)")
+
+
+def _sniff(path: Path) -> Format:
+    try:
+        return sniff_format(path)
+    except PermissionError as exc:
+        raise ReadError(path, "cannot be read: permission denied") from exc
+    except OSError as exc:
+        raise ReadError(path, f"cannot be read: {exc.strerror or exc}") from exc
+
+
+def _walk_files(folder: Path) -> Iterator[Path]:
+    """Every regular file below ``folder``, in a stable order, not following symlinked folders."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def _load_folder(
+    folder: Path, input_label: str, options: LoadOptions, archive_label: str | None = None
+) -> Iterator[LoadItem]:
+    headers: list[DicomHeader] = []
+    found_any_file = False
+    yielded_image = False
+    for path in _walk_files(folder):
+        found_any_file = True
+        where = _label(path, folder, input_label, archive_label)
+        if path.name in _IGNORED_NAMES or path.name.startswith("._"):
+            yield Skipped(input_label, where, "system or index file")
+            continue
+        try:
+            fmt = _sniff(path)
+            if fmt == "unknown" and path.suffix.lower() in (".dcm", ".dicom", ".ima"):
+                fmt = "dicom"  # let the DICOM reader say precisely what is wrong
+            if fmt == "unknown":
+                yield Skipped(input_label, where, "not an image format this tool reads")
+                continue
+            if fmt == "zip":
+                yield from load_zip(path, where, options)
+                yielded_image = True
+                continue
+            if fmt == "dicom":
+                header = read_header(path)
+                if header.is_multiframe:
+                    yield assemble_multiframe(input_label, header)
+                    yielded_image = True
+                else:
+                    headers.append(header)
+                continue
+            yield _read_single(path, fmt, input_label, options)
+            yielded_image = True
+        except ReadError as error:
+            yield LoadError(
+                input_label, _relabel(error.path, folder, input_label, archive_label), error.message
+            )
+            yielded_image = True
+        except MemoryError:
+            yield LoadError(input_label, where, "ran out of memory while reading this file")
+            yielded_image = True
+    for _key, members in sorted(group_series(headers).items(), key=lambda kv: kv[0].series_uid):
+        try:
+            yield assemble_series(input_label, members)
+        except ReadError as error:
+            yield LoadError(
+                input_label, _relabel(error.path, folder, input_label, archive_label), error.message
+            )
+        except MemoryError:
+            yield LoadError(
+                input_label, str(members[0].path.parent), "ran out of memory reading this series"
+            )
+        yielded_image = True
+    if not found_any_file:
+        yield LoadError(input_label, input_label, "folder is empty: there are no files to analyse")
+    elif not yielded_image and not headers:
+        yield LoadError(
+            input_label,
+            input_label,
+            "no DICOM, NIfTI, PNG, JPEG or TIFF images were found in this folder",
+        )
+
+
+def _relabel(path: str, root: Path, input_label: str, archive_label: str | None) -> str:
+    if archive_label is None:
+        return path
+    try:
+        return _label(Path(path), root, input_label, archive_label)
+    except ValueError:
+        return path
+
+
+def load_zip(path: Path, input_label: str, options: LoadOptions) -> Iterator[LoadItem]:
+    """Extract a zip safely into a temporary folder, read it like a folder, then delete it.
+
+    Volumes keep referring to the extracted files only while the iteration runs; their pixels
+    are already in memory, so nothing needs the files afterwards.
+    """
+    from medforensics.io.archive import extract_zip
+
+    try:
+        with extract_zip(path) as root:
+            yield from _load_folder(root, input_label, options, archive_label=input_label)
+    except ReadError as error:
+        yield LoadError(input_label, error.path, error.message)
+
+
+def load_path(raw: str | Path, options: LoadOptions | None = None) -> Iterator[LoadItem]:
+    """Everything found at one path the user gave: a file, a folder or a zip archive."""
+    options = options or LoadOptions()
+    input_label = str(raw)
+    path = Path(raw)
+    try:
+        if not path.exists():
+            yield LoadError(input_label, input_label, "no such file or folder")
+            return
+        if path.is_dir():
+            yield from _load_folder(path, input_label, options)
+            return
+        if not path.is_file():
+            yield LoadError(
+                input_label, input_label, "is not a regular file (device, pipe or socket?)"
+            )
+            return
+        fmt = _sniff(path)
+        if fmt == "zip":
+            yield from load_zip(path, input_label, options)
+            return
+        if fmt == "unknown":
+            # a DICOM file without preamble or with a damaged one: let pydicom judge
+            fmt = "dicom" if path.suffix.lower() in (".dcm", ".dicom", ".ima", "") else fmt
+        if fmt == "unknown":
+            if path.stat().st_size == 0:
+                raise ReadError(path, "is empty (0 bytes)")
+            raise ReadError(
+                path,
+                "is not a medical image this tool can read: expected DICOM, NIfTI, PNG, JPEG, "
+                "TIFF or a zip of those",
+            )
+        yield _read_single(path, fmt, input_label, options)
+    except ReadError as error:
+        yield LoadError(input_label, error.path, error.message)
+    except MemoryError:
+        yield LoadError(input_label, input_label, "ran out of memory while reading this input")
+
+
+def load_paths(
+    paths: Iterable[str | Path], options: LoadOptions | None = None
+) -> Iterator[LoadItem]:
+    """Read every path in turn; yields volumes, errors and skipped files, never raises on input."""
+    for raw in paths:
+        yield from load_path(raw, options)

@@ -1,0 +1,355 @@
+"""Assemble DICOM files into volumes: group by series, sort along the normal, check geometry."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medforensics.io.dicom import DicomHeader, read_frames, transfer_syntax_name
+from medforensics.io.types import ImageVolume, ReadError, SliceRef
+
+#: refuse to assemble a volume whose float32 array would be larger than this (bytes)
+MAX_VOLUME_BYTES = int(os.environ.get("MEDFORENSICS_MAX_VOLUME_BYTES", 8 * 2**30))
+
+#: positions closer than this (mm) along the normal are "the same position"
+_SAME_POSITION_MM = 1e-3
+#: a step this many times the typical spacing is reported as a gap
+_GAP_FACTOR = 1.5
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """What keeps two files apart: series UID, and for safety the image geometry."""
+
+    series_uid: str
+
+    @staticmethod
+    def of(header: DicomHeader) -> SeriesKey:
+        return SeriesKey(header.series_uid or f"no-series-uid:{header.path}")
+
+
+#: projection modalities: every file is its own image even when files share a series
+PROJECTION_MODALITIES = frozenset(
+    {"CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "ES", "XC", "OP", "SM", "GM", "DG"}
+)
+
+
+def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHeader]]:
+    """Group single-frame files by SeriesInstanceUID.
+
+    Files without a series UID, and projection images (radiographs, ultrasound, photos), stand
+    alone: stacking two radiographs into a "volume" would be meaningless.
+    """
+    groups: dict[SeriesKey, list[DicomHeader]] = defaultdict(list)
+    for header in headers:
+        if header.modality in PROJECTION_MODALITIES:
+            key = SeriesKey(f"{header.series_uid}:{header.path}")
+        else:
+            key = SeriesKey.of(header)
+        groups[key].append(header)
+    return dict(groups)
+
+
+def slice_normal(orientation: Sequence[float]) -> np.ndarray:
+    row = np.asarray(orientation[:3], dtype=np.float64)
+    col = np.asarray(orientation[3:6], dtype=np.float64)
+    normal = np.cross(row, col)
+    norm = float(np.linalg.norm(normal))
+    return normal / norm if norm > 0 else np.array([0.0, 0.0, 1.0])
+
+
+def _dedupe_and_sort(headers: list[DicomHeader], problems: list[str]) -> list[DicomHeader]:
+    """Drop second copies of the same instance, then order along the slice normal."""
+    by_uid: dict[str, DicomHeader] = {}
+    unique: list[DicomHeader] = []
+    for header in sorted(headers, key=lambda h: str(h.path)):
+        uid = header.sop_instance_uid
+        if uid and uid in by_uid:
+            problems.append(
+                f"instance {uid} is stored twice ({by_uid[uid].path.name} and "
+                f"{header.path.name}); the second copy was ignored"
+            )
+            continue
+        if uid:
+            by_uid[uid] = header
+        unique.append(header)
+
+    have_geometry = all(h.position is not None and h.orientation is not None for h in unique)
+    if len(unique) > 1 and not have_geometry:
+        problems.append(
+            "some slices lack ImagePositionPatient/ImageOrientationPatient; "
+            "slices were ordered by InstanceNumber instead"
+        )
+    if not have_geometry:
+        return sorted(unique, key=lambda h: (h.instance_number or 0, str(h.path)))
+
+    normal = slice_normal(unique[0].orientation or ())
+    for header in unique[1:]:
+        other = slice_normal(header.orientation or ())
+        if float(np.dot(normal, other)) < 0.999:
+            problems.append(
+                f"{header.path.name} is oriented differently from the rest of the series "
+                "(mixed orientations, e.g. a localizer); order along the normal may be wrong"
+            )
+            break
+    return sorted(
+        unique,
+        key=lambda h: (
+            float(np.dot(normal, np.asarray(h.position))),
+            h.instance_number or 0,
+            str(h.path),
+        ),
+    )
+
+
+def _slice_spacing(
+    headers: list[DicomHeader], positions: np.ndarray | None, problems: list[str]
+) -> float:
+    if positions is None or len(headers) < 2:
+        first = headers[0]
+        value = first.spacing_between_slices or first.slice_thickness
+        return float(value) if value else math.nan
+    normal = slice_normal(headers[0].orientation or ())
+    along = positions @ normal
+    steps = np.diff(along)
+    same = np.flatnonzero(np.abs(steps) < _SAME_POSITION_MM)
+    for index in same[:5]:
+        problems.append(
+            f"slices {index} and {index + 1} ({headers[index].path.name}, "
+            f"{headers[index + 1].path.name}) share the position {along[index]:.2f} mm "
+            "(several acquisitions or echoes in one series?)"
+        )
+    if len(same) > 5:
+        problems.append(f"{len(same)} pairs of slices share a position in all")
+    positive = steps[np.abs(steps) >= _SAME_POSITION_MM]
+    if positive.size == 0:
+        return math.nan
+    typical = float(np.median(positive))
+    gaps = np.flatnonzero(steps > _GAP_FACTOR * typical)
+    for index in gaps[:5]:
+        problems.append(
+            f"gap between slices {index} and {index + 1}: {steps[index]:.2f} mm where the "
+            f"series spacing is {typical:.2f} mm (missing files?)"
+        )
+    if len(gaps) > 5:
+        problems.append(f"{len(gaps)} gaps in all")
+    irregular = positive[np.abs(positive - typical) > 0.1 * typical]
+    if irregular.size and not gaps.size:
+        problems.append(
+            f"slice spacing is irregular ({positive.min():.2f}-{positive.max():.2f} mm)"
+        )
+    return typical
+
+
+def _check_uniform(headers: list[DicomHeader]) -> None:
+    first = headers[0]
+    for header in headers[1:]:
+        if (header.rows, header.cols, header.samples) != (first.rows, first.cols, first.samples):
+            raise ReadError(
+                header.path,
+                f"is {header.rows}x{header.cols} but {first.path.name} in the same series "
+                f"(SeriesInstanceUID {first.series_uid}) is {first.rows}x{first.cols}: "
+                "inconsistent slice sizes inside a series, so it cannot be analysed as one "
+                "volume; split the series or remove the odd files",
+            )
+
+
+def _check_volume_size(n_slices: int, rows: int, cols: int, where: str) -> None:
+    nbytes = n_slices * rows * cols * 4
+    if nbytes > MAX_VOLUME_BYTES:
+        raise ReadError(
+            where,
+            f"would need {nbytes / 2**30:.1f} GiB for {n_slices} slices of {rows}x{cols}, more "
+            f"than the {MAX_VOLUME_BYTES / 2**30:.1f} GiB limit "
+            "(raise MEDFORENSICS_MAX_VOLUME_BYTES if this machine has the memory)",
+        )
+
+
+def _spacing_in_plane(header: DicomHeader) -> tuple[float, float]:
+    if header.pixel_spacing is None:
+        return math.nan, math.nan
+    return float(header.pixel_spacing[0]), float(header.pixel_spacing[1])
+
+
+def _modality_is_physical(modality: str) -> bool:
+    # HU for CT (and PET's SUV-ready values); other modalities keep stored values
+    return modality in ("CT", "PT")
+
+
+def assemble_series(input_label: str, headers: list[DicomHeader]) -> ImageVolume:
+    """Read the pixels of a single-frame series into one volume, slice by slice.
+
+    Raises:
+        ReadError: inconsistent slice sizes, undecodable or truncated pixel data, too large.
+    """
+    problems: list[str] = []
+    ordered = _dedupe_and_sort(headers, problems)
+    _check_uniform(ordered)
+    first = ordered[0]
+    _check_volume_size(len(ordered), first.rows, first.cols, str(first.path.parent))
+    positions = (
+        np.array([h.position for h in ordered], dtype=np.float64)
+        if all(h.position is not None for h in ordered)
+        else None
+    )
+    spacing_z = _slice_spacing(ordered, positions, problems)
+    physical = _modality_is_physical(first.modality)
+    pixels = np.empty((len(ordered), first.rows, first.cols), dtype=np.float32)
+    for z, header in enumerate(ordered):
+        frames = read_frames(header, physical=physical)
+        pixels[z] = frames[0]
+        _drop_pixels(header)
+    syntaxes = tuple(sorted({h.transfer_syntax for h in ordered}))
+    return ImageVolume(
+        input=input_label,
+        kind="dicom-series",
+        modality=first.modality,
+        pixels=pixels,
+        spacing=(spacing_z, *_spacing_in_plane(first)),
+        slices=tuple(SliceRef(h.path, h.sop_instance_uid) for h in ordered),
+        row_direction=_direction(first.orientation, 0),
+        col_direction=_direction(first.orientation, 3),
+        positions=positions,
+        series_uid=first.series_uid,
+        study_uid=first.study_uid,
+        transfer_syntax=syntaxes,
+        bits_stored=first.bits_stored,
+        channels=first.samples,
+        attributes=_attributes(first, syntaxes, len(ordered)),
+        problems=problems,
+    )
+
+
+def _drop_pixels(header: DicomHeader) -> None:
+    """Forget the decoded pixels held by the dataset so memory stays at one volume."""
+    ds = header.dataset
+    for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+        if keyword in ds:
+            del ds[keyword]
+    ds._pixel_array = None  # pydicom's cache of the decoded array
+    ds._pixel_id = {}
+
+
+def _direction(
+    orientation: tuple[float, ...] | None, start: int
+) -> tuple[float, float, float] | None:
+    if orientation is None:
+        return None
+    return (orientation[start], orientation[start + 1], orientation[start + 2])
+
+
+def _attributes(header: DicomHeader, syntaxes: tuple[str, ...], n_files: int) -> dict[str, str]:
+    attributes = dict(header.attributes)
+    attributes["TransferSyntax"] = ", ".join(transfer_syntax_name(s) for s in syntaxes)
+    attributes["Files"] = str(n_files)
+    if header.sop_class_uid:
+        attributes["SOPClass"] = transfer_syntax_name(header.sop_class_uid)
+    return attributes
+
+
+def _frame_geometry(
+    header: DicomHeader,
+) -> tuple[
+    list[tuple[float, float, float] | None],
+    tuple[float, ...] | None,
+    tuple[float, ...] | None,
+    float | None,
+]:
+    """Per-frame positions, orientation, pixel spacing and thickness of a multi-frame file."""
+    ds = header.dataset
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+
+    def find(group: object, sequence: str, keyword: str) -> object:
+        if group is None:
+            return None
+        items = getattr(group, sequence, None) if hasattr(group, sequence) else None
+        if not items:
+            return None
+        return items[0].get(keyword)
+
+    from medforensics.io.dicom import _float, _floats
+
+    orientation = _floats(find(shared, "PlaneOrientationSequence", "ImageOrientationPatient"), 6)
+    spacing = _floats(find(shared, "PixelMeasuresSequence", "PixelSpacing"), 2)
+    thickness = _float(find(shared, "PixelMeasuresSequence", "SliceThickness"))
+    positions: list[tuple[float, float, float] | None] = []
+    for k in range(header.frames):
+        group = per_frame[k] if k < len(per_frame) else None
+        position = _floats(find(group, "PlanePositionSequence", "ImagePositionPatient"), 3)
+        positions.append(position)  # type: ignore[arg-type]
+        if orientation is None:
+            orientation = _floats(
+                find(group, "PlaneOrientationSequence", "ImageOrientationPatient"), 6
+            )
+        if spacing is None:
+            spacing = _floats(find(group, "PixelMeasuresSequence", "PixelSpacing"), 2)
+        if thickness is None:
+            thickness = _float(find(group, "PixelMeasuresSequence", "SliceThickness"))
+    orientation = orientation or header.orientation
+    spacing = spacing or header.pixel_spacing
+    return positions, orientation, spacing, thickness or header.slice_thickness
+
+
+def assemble_multiframe(input_label: str, header: DicomHeader) -> ImageVolume:
+    """One multi-frame file (enhanced CT/MR or classic multi-frame), frames sorted by position."""
+    problems: list[str] = []
+    _check_volume_size(header.frames, header.rows, header.cols, str(header.path))
+    positions, orientation, spacing, thickness = _frame_geometry(header)
+    frames = read_frames(header, physical=_modality_is_physical(header.modality))
+    if frames.shape[0] != header.frames:
+        raise ReadError(
+            header.path,
+            f"declares {header.frames} frames but its pixel data holds {frames.shape[0]}",
+        )
+    order = list(range(header.frames))
+    position_array: np.ndarray | None = None
+    spacing_z = thickness if thickness else math.nan
+    if orientation is not None and all(p is not None for p in positions):
+        normal = slice_normal(orientation)
+        position_array = np.array(positions, dtype=np.float64)
+        along = position_array @ normal
+        order = sorted(order, key=lambda k: (float(along[k]), k))
+        position_array = position_array[order]
+        steps = np.diff(along[order])
+        moving = steps[np.abs(steps) >= _SAME_POSITION_MM]
+        if moving.size:
+            spacing_z = float(np.median(moving))
+        if moving.size < steps.size:
+            problems.append(
+                f"{steps.size - moving.size} frame(s) share a position with another frame "
+                "(several stacks, phases or echoes in one file?)"
+            )
+        if moving.size and np.any(moving > _GAP_FACTOR * spacing_z):
+            problems.append("frame positions have gaps larger than the typical spacing")
+    elif header.frames > 1:
+        problems.append("frames carry no plane positions; they are kept in stored order")
+    pixels = frames[order] if order != list(range(header.frames)) else frames
+    return ImageVolume(
+        input=input_label,
+        kind="dicom-multiframe",
+        modality=header.modality,
+        pixels=np.ascontiguousarray(pixels, dtype=np.float32),
+        spacing=(
+            spacing_z,
+            spacing[0] if spacing is not None else math.nan,
+            spacing[1] if spacing is not None else math.nan,
+        ),
+        slices=tuple(SliceRef(header.path, header.sop_instance_uid, frame=k) for k in order),
+        row_direction=_direction(orientation, 0),
+        col_direction=_direction(orientation, 3),
+        positions=position_array,
+        series_uid=header.series_uid,
+        study_uid=header.study_uid,
+        transfer_syntax=(header.transfer_syntax,),
+        bits_stored=header.bits_stored,
+        channels=header.samples,
+        attributes=_attributes(header, (header.transfer_syntax,), 1),
+        problems=problems,
+    )

@@ -1,0 +1,1 @@
+"""Shipped model weights and calibration files (read with importlib.resources)."""

@@ -1,0 +1,1 @@
+"""Training and calibration: datasets built from authentic scans plus the attack simulator."""
