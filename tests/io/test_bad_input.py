@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import tempfile
 import tracemalloc
 import zipfile
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
 from pydicom.sequence import Sequence
@@ -265,11 +267,21 @@ def test_unreadable_file_is_reported(unreadable_file: Path, good_batch_member: P
     assert results[1].verdict in VERDICTS
 
 
-def test_zip_member_escaping_writes_nothing_outside(tmp_path: Path) -> None:
+def test_zip_member_escaping_writes_nothing_outside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # extraction happens under the system temp folder: point it somewhere we can inspect
+    extraction_base = tmp_path / "system-temp" / "a" / "b"
+    extraction_base.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(extraction_base))
     archive = _zip_escape(tmp_path)
-    list(scan_paths([str(archive)]))
 
-    assert not list(tmp_path.parent.rglob("escaped.dcm"))
+    results = list(scan_paths([str(archive)]))
+
+    assert results and all(r.error is not None for r in results)
+    assert not list(tmp_path.rglob("escaped.dcm"))
+    # nothing is left behind in the temp folder either
+    assert list(extraction_base.iterdir()) == []
 
 
 def test_text_file_inside_a_folder_is_skipped_not_fatal(tmp_path: Path) -> None:
@@ -310,3 +322,74 @@ def test_zip_of_a_good_series_is_read(tmp_path: Path) -> None:
     assert result.error is None, result.error
     assert result.input == str(archive_path)
     assert result.shape == [3, *written.hu_volume.shape[1:]]
+
+
+def test_permission_denied_is_reported_even_for_root(
+    good_dicom: Path, good_batch_member: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # root reads mode-000 files, so simulate the refusal the way the OS reports it
+    real_open = Path.open
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> object:
+        if self == good_dicom:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "open", refuse)
+
+    results = _scan([good_dicom, good_batch_member])
+
+    assert results[0].error is not None
+    assert str(good_dicom) in results[0].error and "permission denied" in results[0].error
+    assert results[1].verdict in VERDICTS
+
+
+def test_palette_image_without_its_colour_table(tmp_path: Path) -> None:
+    ds = pydicom.dcmread(get_testdata_file("examples_palette.dcm"))
+    del ds.RedPaletteColorLookupTableDescriptor
+    path = tmp_path / "palette-without-lut.dcm"
+    ds.save_as(path)
+
+    (item,) = load_paths([path])
+
+    assert isinstance(item, LoadError)
+    assert str(path) in str(item) and "colour table" in item.message
+
+
+@pytest.mark.timeout(120)
+def test_randomly_damaged_files_never_raise(tmp_path: Path) -> None:
+    """Seeded byte flips and cuts in real files: every one read or rejected, none crashes."""
+    rng = np.random.default_rng(2024)
+    names = [
+        "CT_small.dcm",
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+        "rtdose.dcm",
+        "examples_palette.dcm",
+        "SC_rgb_jpeg_dcmtk.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_bigendian.dcm",
+    ]
+    sources = [Path(get_testdata_file(name)).read_bytes() for name in names]  # type: ignore[arg-type]
+    paths = []
+    for index in range(96):
+        data = bytearray(sources[index % len(sources)])
+        # most damage in the header, where parsing decisions are made
+        limit = min(len(data), 1500) if index % 3 else len(data)
+        for _ in range(int(rng.integers(1, 6))):
+            data[int(rng.integers(128, limit))] = int(rng.integers(0, 256))
+        if index % 7 == 0:
+            data = data[: int(rng.integers(130, len(data)))]
+        path = tmp_path / f"damaged-{index:03d}.dcm"
+        path.write_bytes(bytes(data))
+        paths.append(path)
+
+    results = _scan(paths)
+
+    assert {r.input for r in results} == {str(p) for p in paths}
+    for result in results:
+        if result.error is not None:
+            assert result.input in result.error
+            assert "internal error" not in result.error, result.error
+        else:
+            assert result.verdict in VERDICTS

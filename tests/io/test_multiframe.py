@@ -1,4 +1,4 @@
-"""Multi-frame DICOM: enhanced CT built here with frames stored out of order, and pydicom's files."""
+"""Multi-frame DICOM: an enhanced CT with frames stored out of order, and pydicom's files."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
-from pydicom.pixels import get_encoder
+from pydicom.pixels import get_decoder, get_encoder
 from pydicom.uid import (
     UID,
     DeflatedExplicitVRLittleEndian,
@@ -18,7 +18,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from medforensics.io import ImageVolume, load_paths
+from medforensics.io import ImageVolume, LoadError, load_paths
 from tests.conftest import WrittenSeries
 
 _ENCODED = [RLELossless, JPEGLSLossless, JPEG2000Lossless]
@@ -117,3 +117,24 @@ def test_every_encoding_of_pydicom_mr_small_reads_the_same() -> None:
     ):
         compressed = _read_one(Path(get_testdata_file(name)))  # type: ignore[arg-type]
         np.testing.assert_array_equal(compressed.pixels, plain.pixels, err_msg=name)
+
+
+def test_missing_decoder_names_the_syntax_and_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    decoder = get_decoder(JPEG2000Lossless)
+    if not hasattr(decoder, "_available") or not hasattr(decoder, "_unavailable"):
+        pytest.skip("pydicom's decoder internals changed; cannot simulate a missing decoder")
+    # as if pylibjpeg-openjpeg and Pillow's JPEG 2000 support were not installed
+    monkeypatch.setattr(decoder, "_available", {})
+    monkeypatch.setattr(
+        decoder, "_unavailable", {"pylibjpeg": ("pylibjpeg-openjpeg",), "pillow": ("pillow",)}
+    )
+    path = Path(get_testdata_file("MR_small_jp2klossless.dcm"))  # type: ignore[arg-type]
+
+    (item,) = load_paths([path])
+
+    assert isinstance(item, LoadError)
+    assert str(path) in str(item)
+    assert "JPEG 2000" in item.message and "not installed" in item.message
+    assert "pip install" in item.message

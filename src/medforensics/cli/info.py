@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -32,7 +31,7 @@ def _describe(volume: ImageVolume) -> dict[str, Any]:
 
 
 def info_command(
-    paths: list[Path] = typer.Argument(..., help="Files, folders or zips to describe."),
+    paths: list[str] = typer.Argument(..., help="Files, folders or zips to describe."),
     json_out: str | None = typer.Option(
         None, "--json", help="Also write JSON here ('-' = stdout)."
     ),
@@ -41,7 +40,7 @@ def info_command(
     """Show what was read: series, modality, shape, spacing, transfer syntax, problems."""
     entries: list[dict[str, Any]] = []
     failed = False
-    for item in load_paths([str(p) for p in paths], LoadOptions(modality=modality)):
+    for item in load_paths(paths, LoadOptions(modality=modality)):
         if isinstance(item, Skipped):
             entries.append({"input": item.input, "skipped": item.path, "reason": item.reason})
         elif isinstance(item, LoadError):

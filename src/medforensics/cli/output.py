@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,7 +15,8 @@ from rich.table import Table
 
 from medforensics.scan import ScanResult
 
-stdout = Console(soft_wrap=False)
+# a pipe or a log file gets a wide table rather than rich's 80-column default
+stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
 stderr = Console(stderr=True)
 
 _VERDICT_STYLE = {"authentic": "green", "manipulated": "bold red", "inconclusive": "yellow"}
@@ -51,7 +53,8 @@ def results_table(results: Sequence[ScanResult]) -> Table:
     table.add_column("modality")
     table.add_column("shape")
     table.add_column("score", justify="right")
-    table.add_column("verdict")
+    # the verdict is the answer: never cut it to "manipula…" on a narrow terminal
+    table.add_column("verdict", no_wrap=True, min_width=len("inconclusive"))
     table.add_column("top finding / error", overflow="fold")
     for result in results:
         where = _short(result.location or result.input)

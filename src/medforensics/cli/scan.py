@@ -13,7 +13,8 @@ from medforensics.scan import DEFAULT_DETECTOR, ScanResult, exit_code, report_di
 
 
 def scan_command(
-    paths: list[Path] = typer.Argument(
+    # str, not Path: the contract reports each input exactly as given ("./a/" stays "./a/")
+    paths: list[str] = typer.Argument(
         ..., help="DICOM files or folders, multi-frame DICOM, NIfTI, PNG/JPEG/TIFF, zip."
     ),
     json_out: str | None = typer.Option(
@@ -38,7 +39,7 @@ def scan_command(
     except KeyError as exc:
         stderr.print(f"[red]error:[/] {exc.args[0]}")
         raise typer.Exit(2) from exc
-    raw_paths = [str(p) for p in paths]
+    raw_paths = list(paths)
     results: list[ScanResult] = []
     skipped: list[Skipped] = []
     progress = Progress(
@@ -63,10 +64,12 @@ def scan_command(
                 task, done=len(results), description=f"scanning {Path(result.input).name}"
             )
         progress.update(task, completed=len(raw_paths))
+    # with '--json -' stdout carries the JSON alone, so the summary moves to stderr
+    summary = stderr if json_out == "-" else stdout
     if not quiet:
-        stdout.print(results_table(results))
+        summary.print(results_table(results))
         if skipped:
-            stdout.print(
+            summary.print(
                 f"[dim]{len(skipped)} file(s) inside folders were not images and were skipped "
                 "(listed under 'skipped' in the JSON report)[/]"
             )

@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pydicom
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
@@ -139,6 +141,10 @@ def read_header(path: Path) -> DicomHeader:
     Raises:
         ReadError: not DICOM, truncated header, no pixel data, or an absurd declared size.
     """
+    if _is_empty_file(path):
+        raise ReadError(
+            path, "is empty (0 bytes): the copy or transfer probably failed; fetch it again"
+        )
     try:
         with warnings.catch_warnings():
             # invalid VRs in real-world headers are common and harmless for reading pixels
@@ -156,7 +162,40 @@ def read_header(path: Path) -> DicomHeader:
         raise ReadError(
             path, f"is not a readable DICOM file: the header is corrupt or truncated ({exc})"
         ) from exc
-    return header_from_dataset(path, ds)
+    try:
+        return header_from_dataset(path, ds)
+    except ReadError:
+        raise
+    except Exception as exc:  # elements are parsed lazily: a damaged one fails only here
+        raise ReadError(
+            path, f"has a corrupt DICOM header: an element could not be parsed ({exc})"
+        ) from exc
+
+
+def _is_empty_file(path: Path) -> bool:
+    try:
+        return path.is_file() and path.stat().st_size == 0
+    except OSError:
+        return False  # let the reader report why it cannot be opened
+
+
+def _no_pixel_data_message(ds: Dataset, tags: Iterable[int], sop_class: str | None) -> str:
+    """Why there are no pixels: not DICOM at all, cut short, or not an image object."""
+    meta = getattr(ds, "file_meta", None)
+    if not meta and not any(keyword_for_tag(tag) for tag in tags):
+        # force=True turns any bytes into "elements"; none of them is a standard attribute
+        return (
+            "is not a DICOM file, or is damaged beyond reading (no standard DICOM attributes found)"
+        )
+    sop_class = sop_class or (_uid(meta, "MediaStorageSOPClassUID") if meta else None)
+    what = UID(sop_class).name if sop_class else "unknown SOP class"
+    if "Image Storage" in what:
+        return (
+            f"contains no pixel data although it is a {what} object: the file was probably "
+            "truncated (cut short in transfer) or its pixels were stripped; fetch it again "
+            "from the source"
+        )
+    return f"contains no pixel data ({what}); it is not an image, so there is nothing to analyse"
 
 
 def header_from_dataset(path: Path, ds: Dataset) -> DicomHeader:
@@ -170,11 +209,7 @@ def header_from_dataset(path: Path, ds: Dataset) -> DicomHeader:
     except Exception as exc:
         raise ReadError(path, f"has a corrupt or truncated DICOM header ({exc})") from exc
     if not tags & _PIXEL_TAGS:
-        what = UID(sop_class).name if sop_class else "unknown SOP class"
-        raise ReadError(
-            path,
-            f"contains no pixel data ({what}); it is not an image, so there is nothing to analyse",
-        )
+        raise ReadError(path, _no_pixel_data_message(ds, tags, sop_class))
     meta = getattr(ds, "file_meta", None)
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
     if not transfer_syntax:
@@ -257,6 +292,41 @@ def _native_fast_path(header: DicomHeader) -> np.ndarray | None:
     )
 
 
+#: words in pydicom's and the decoders' messages that mean "the data stops too early"
+_TRUNCATION_HINTS = ("length", "truncat", "end of", "less than expected")
+
+
+def _decoder_error(header: DicomHeader, exc: Exception) -> ReadError:
+    """Tell apart a missing decoder, a syntax nobody decodes, and a corrupt compressed stream."""
+    text = str(exc)
+    syntax = transfer_syntax_name(header.transfer_syntax)
+    convert = (
+        "convert the file to an uncompressed syntax (e.g. DCMTK 'dcmconv +te' or GDCM "
+        "'gdcmconv --raw')"
+    )
+    if "missing dependencies" in text:
+        return ReadError(
+            header.path,
+            f"uses transfer syntax {syntax}, whose decoder is not installed. Install the "
+            "decoders with 'pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg "
+            f"pyjpegls', or {convert}",
+        )
+    if isinstance(exc, NotImplementedError):
+        return ReadError(
+            header.path,
+            f"uses transfer syntax {syntax}, which this tool cannot decode (no decoder for it "
+            f"exists here); {convert}",
+        )
+    if "raised by all available plugins" in text:
+        details = "; ".join(line.strip() for line in text.splitlines()[1:] if line.strip())
+        return ReadError(
+            header.path,
+            f"has {syntax} pixel data that the installed decoders could not decode: the "
+            f"compressed data is probably corrupt or truncated ({details})",
+        )
+    return ReadError(header.path, f"pixel data could not be decoded ({text})")
+
+
 def _decode(header: DicomHeader) -> np.ndarray:
     ds = header.dataset
     fast = _native_fast_path(header)
@@ -267,19 +337,10 @@ def _decode(header: DicomHeader) -> np.ndarray:
             warnings.simplefilter("ignore")
             return np.asarray(ds.pixel_array)
     except (NotImplementedError, RuntimeError) as exc:
-        text = str(exc)
-        if "decod" in text.lower() or "plugin" in text.lower() or "handler" in text.lower():
-            raise ReadError(
-                header.path,
-                f"uses transfer syntax {transfer_syntax_name(header.transfer_syntax)}, which "
-                "cannot be decoded here. Install the decoders with "
-                "'pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg', or convert "
-                "the file to an uncompressed syntax (e.g. DCMTK 'dcmdjpeg'/'dcmconv +te')",
-            ) from exc
-        raise ReadError(header.path, f"pixel data could not be decoded ({text})") from exc
+        raise _decoder_error(header, exc) from exc
     except (ValueError, EOFError, OSError, IndexError) as exc:
         text = str(exc)
-        if "length" in text.lower() or "truncat" in text.lower() or "end of" in text.lower():
+        if any(hint in text.lower() for hint in _TRUNCATION_HINTS):
             raise ReadError(
                 header.path,
                 f"has truncated pixel data ({text}); the file was probably cut short in "
@@ -295,7 +356,12 @@ def _to_luminance(frames: np.ndarray, header: DicomHeader) -> np.ndarray:
     if header.samples == 1 and photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
 
-        frames = np.asarray(apply_color_lut(frames, header.dataset))
+        try:
+            frames = np.asarray(apply_color_lut(frames, header.dataset))
+        except Exception as exc:  # missing or damaged lookup table elements
+            raise ReadError(
+                header.path, f"is a palette colour image whose colour table is unusable ({exc})"
+            ) from exc
     if frames.shape[-1] in (3, 4) and (header.samples > 1 or photometric == "PALETTE COLOR"):
         rgb = frames[..., :3].astype(np.float32)
         return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114

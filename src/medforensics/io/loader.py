@@ -106,7 +106,8 @@ def _load_folder(
                 yield Skipped(input_label, where, "not an image format this tool reads")
                 continue
             if fmt == "zip":
-                yield from load_zip(path, where, options)
+                # results keep the folder the user gave as input; messages say which zip
+                yield from load_zip(path, input_label, options, archive_label=where)
                 yielded_image = True
                 continue
             if fmt == "dicom":
@@ -127,6 +128,9 @@ def _load_folder(
         except MemoryError:
             yield LoadError(input_label, where, "ran out of memory while reading this file")
             yielded_image = True
+        except Exception as exc:  # a reader bug must not end the folder, let alone the batch
+            yield LoadError(input_label, where, _internal_error(exc))
+            yielded_image = True
     for _key, members in sorted(group_series(headers).items(), key=lambda kv: kv[0].series_uid):
         try:
             yield assemble_series(input_label, members)
@@ -138,15 +142,26 @@ def _load_folder(
             yield LoadError(
                 input_label, str(members[0].path.parent), "ran out of memory reading this series"
             )
+        except Exception as exc:
+            yield LoadError(input_label, str(members[0].path.parent), _internal_error(exc))
         yielded_image = True
+    # inside a zip, say which archive is empty, not the folder the user gave
+    where_root = archive_label or input_label
     if not found_any_file:
-        yield LoadError(input_label, input_label, "folder is empty: there are no files to analyse")
+        yield LoadError(input_label, where_root, "folder is empty: there are no files to analyse")
     elif not yielded_image and not headers:
         yield LoadError(
             input_label,
-            input_label,
+            where_root,
             "no DICOM, NIfTI, PNG, JPEG or TIFF images were found in this folder",
         )
+
+
+def _internal_error(exc: Exception) -> str:
+    return (
+        f"could not be read because of an internal error ({type(exc).__name__}: {exc}); "
+        "please report it with the output of 'medforensics env'"
+    )
 
 
 def _relabel(path: str, root: Path, input_label: str, archive_label: str | None) -> str:
@@ -158,17 +173,24 @@ def _relabel(path: str, root: Path, input_label: str, archive_label: str | None)
         return path
 
 
-def load_zip(path: Path, input_label: str, options: LoadOptions) -> Iterator[LoadItem]:
+def load_zip(
+    path: Path, input_label: str, options: LoadOptions, archive_label: str | None = None
+) -> Iterator[LoadItem]:
     """Extract a zip safely into a temporary folder, read it like a folder, then delete it.
 
     Volumes keep referring to the extracted files only while the iteration runs; their pixels
     are already in memory, so nothing needs the files afterwards.
+
+    Args:
+        archive_label: how messages name the archive when it sits inside a folder the user gave
+            (``input_label`` stays that folder); defaults to ``input_label``.
     """
     from medforensics.io.archive import extract_zip
 
+    label = archive_label or input_label
     try:
         with extract_zip(path) as root:
-            yield from _load_folder(root, input_label, options, archive_label=input_label)
+            yield from _load_folder(root, input_label, options, archive_label=label)
     except ReadError as error:
         yield LoadError(input_label, error.path, error.message)
 
@@ -210,6 +232,8 @@ def load_path(raw: str | Path, options: LoadOptions | None = None) -> Iterator[L
         yield LoadError(input_label, error.path, error.message)
     except MemoryError:
         yield LoadError(input_label, input_label, "ran out of memory while reading this input")
+    except Exception as exc:
+        yield LoadError(input_label, input_label, _internal_error(exc))
 
 
 def load_paths(

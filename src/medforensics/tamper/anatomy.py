@@ -78,7 +78,9 @@ def radiograph_lung_mask(image: np.ndarray, inverted: bool) -> np.ndarray:
     """
     rows, cols = image.shape
     scale = min(1.0, 256.0 / max(rows, cols))
-    small = cv2.resize(image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        image.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+    )
     small = cv2.GaussianBlur(-small if inverted else small, (0, 0), 2.0)
     r, c = small.shape
     box = np.zeros_like(small, dtype=bool)
@@ -123,19 +125,26 @@ def sample_location(
     Slices are drawn at random from the central 80% (and at least ``half_slices`` from the
     ends when there is room); each try
     looks at one slice only, so this stays fast on 500-slice series. When no slice has room,
-    the requirement is halved, and at last the image centre is used.
+    the requirement is halved, then the body (foreground) is used (a CT slice below the lungs),
+    and at last the image centre.
 
     Returns:
-        The centre and how it was found: ``"anatomy"``, ``"anatomy-tight"`` or ``"centre"``.
+        The centre and how it was found: ``"anatomy"``, ``"anatomy-tight"``, ``"body"`` or
+        ``"centre"``.
     """
     n_slices, rows, cols = volume.shape
     lo, hi = (half_slices, n_slices - half_slices) if n_slices > 2 * half_slices else (0, n_slices)
     if hi - lo >= 10:  # the first and last tenth of a series hold little anatomy (apices, vertex)
         lo, hi = lo + (hi - lo) // 10, hi - (hi - lo) // 10
-    for placement, need in (("anatomy", radius_px), ("anatomy-tight", radius_px / 2.0)):
-        for _ in range(tries):
+    stages = (
+        ("anatomy", radius_px, plausible_mask),
+        ("anatomy-tight", radius_px / 2.0, plausible_mask),
+        ("body", radius_px, lambda v, z: foreground_mask(v.pixels[z])),  # e.g. CT without lung
+    )
+    for placement, need, find in stages:
+        for _ in range(tries if placement != "body" else 2):
             z = int(rng.integers(lo, hi))
-            mask = plausible_mask(volume, z)
+            mask = find(volume, z)
             if not mask.any():
                 continue
             inside = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
@@ -161,8 +170,8 @@ def clip_box(
 
 def value_range(volume: ImageVolume) -> tuple[float, float]:
     """Range pixels must stay in: the CT HU range, or what ``bits_stored`` allows."""
-    if volume.modality == "CT":
-        return -1024.0, 3071.0
+    if volume.modality == "CT":  # -3024 and the like mark pixels outside the field of view
+        return min(-1024.0, float(volume.pixels.min())), 3071.0
     low = float(min(volume.pixels.min(), 0.0))
     if volume.bits_stored:
         return low, float(max(2**volume.bits_stored - 1, volume.pixels.max()))

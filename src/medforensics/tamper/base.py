@@ -84,11 +84,15 @@ class GroundTruth:
         if self.centre is not None:
             inside = all(0 <= c < n for c, n in zip(self.centre, self.mask.shape, strict=True))
             if not inside or not self.mask[self.centre]:
-                raise ValueError(f"centre {self.centre} of attack {self.attack!r} is not in its mask")
+                raise ValueError(
+                    f"centre {self.centre} of attack {self.attack!r} is not in its mask"
+                )
         try:
             json.dumps(self.params)
         except TypeError as exc:
-            raise ValueError(f"params of attack {self.attack!r} are not JSON-serialisable: {exc}")
+            raise ValueError(
+                f"params of attack {self.attack!r} are not JSON-serialisable: {exc}"
+            ) from exc
 
     @property
     def bbox(self) -> tuple[tuple[int, int], ...] | None:

@@ -78,7 +78,13 @@ class CopyMove(Attack):
             if np.hypot(*(source[1:] - target[1:])) > 2 * max(ry, rx) + 2 or source[0] != target[0]:
                 break
         else:  # no room for a separate source: take the mirror position across the image
-            source = np.asarray(keep_inside((target[0], volume.shape[1] - target[1], volume.shape[2] - target[2]), half, volume.shape))
+            source = np.asarray(
+                keep_inside(
+                    (target[0], volume.shape[1] - target[1], volume.shape[2] - target[2]),
+                    half,
+                    volume.shape,
+                )
+            )
         params.update(
             source=[int(v) for v in source],
             feather_px=round(float(rng.uniform(0.0, 6.0)), 2),
@@ -94,8 +100,12 @@ class CopyMove(Attack):
         source_box = tuple(slice(b.start + d, b.stop + d) for b, d in zip(box, shift, strict=True))
         for b, n in zip(source_box, volume.shape, strict=True):
             if b.start < 0 or b.stop > n:
-                raise ValueError(f"copy-move source {params['source']} is too close to the image edge")
-        content = orient(volume.pixels[source_box].astype(np.float64), params["flip"], params["turn"])
+                raise ValueError(
+                    f"copy-move source {params['source']} is too close to the image edge"
+                )
+        content = orient(
+            volume.pixels[source_box].astype(np.float64), params["flip"], params["turn"]
+        )
         pixels, mask, centre = paste(volume, params, content, box)
         truth = GroundTruth(self.name, self.label, dict(params), centre, mask)
         return TamperResult(pixels=pixels, truth=truth)

@@ -102,12 +102,16 @@ def plan_case(
     rng = np.random.default_rng(np.random.SeedSequence(case_seed))
     usable = [a for a in attacks if a in list_attacks(volume.modality)]
     if not usable:
-        raise ValueError(f"{volume.input}: none of the attacks {', '.join(attacks)} supports {volume.modality}")
+        raise ValueError(
+            f"{volume.input}: none of the attacks {', '.join(attacks)} supports {volume.modality}"
+        )
     attack = usable[int(rng.integers(len(usable)))]
     launder: tuple[str, ...] = ()
     if rng.random() < launder_probability:
         ops = list(LAUNDER_OPS)
-        launder = tuple(str(op) for op in rng.choice(ops, size=int(rng.integers(1, 3)), replace=False))
+        launder = tuple(
+            str(op) for op in rng.choice(ops, size=int(rng.integers(1, 3)), replace=False)
+        )
     return CasePlan(f"{key:08x}-{index:04d}", attack, case_seed, launder)
 
 
@@ -132,14 +136,19 @@ def write_case(
         for z in slices:
             source = volume.slices[z].source_file
             ds = pydicom.dcmread(source, stop_before_pixels=True)
-            dtype = np.dtype(f"{'i' if int(ds.get('PixelRepresentation', 0)) else 'u'}{int(ds.BitsAllocated) // 8}")
+            dtype = np.dtype(
+                ("i" if int(ds.get("PixelRepresentation", 0)) else "u")
+                + str(int(ds.BitsAllocated) // 8)
+            )
             stored = to_stored(result.pixels[z], ds, volume.modality, dtype)
             written[z] = replace_pixel_data(source, case_dir / f"{z:04d}_{source.name}", stored)
     else:
         path = case_dir / "pixels.npz"
         np.savez_compressed(path, pixels=result.pixels[slices], slices=np.asarray(slices))
         written = dict.fromkeys(slices, path)
-    np.savez_compressed(case_dir / "mask.npz", mask=np.packbits(result.truth.mask), shape=result.truth.mask.shape)
+    np.savez_compressed(
+        case_dir / "mask.npz", mask=np.packbits(result.truth.mask), shape=result.truth.mask.shape
+    )
     truth = {**result.truth.to_json(), "input": volume.input, "series_uid": volume.series_uid}
     (case_dir / "truth.json").write_text(json.dumps(truth, indent=1))
     return written
@@ -179,7 +188,11 @@ def build_dataset(
         for index in range(cases_per_series):
             plan = plan_case(volume, seed, index, attacks, launder_probability)
             result = simulate(volume, plan.attack, plan.seed, launder=plan.launder)
-            written = write_case(volume, result, out / "cases" / plan.case_id, context_slices) if write else {}
+            written = (
+                write_case(volume, result, out / "cases" / plan.case_id, context_slices)
+                if write
+                else {}
+            )
             common = {
                 "case_id": plan.case_id,
                 "series_uid": volume.series_uid or "",
@@ -189,7 +202,11 @@ def build_dataset(
                 "laundering": "+".join(plan.launder),
                 "source": volume.input,
             }
-            z, y, x = result.truth.centre or (volume.shape[0] // 2, volume.shape[1] // 2, volume.shape[2] // 2)
+            z, y, x = result.truth.centre or (
+                volume.shape[0] // 2,
+                volume.shape[1] // 2,
+                volume.shape[2] // 2,
+            )
             rows.append(
                 {
                     **common,
@@ -208,7 +225,11 @@ def build_dataset(
                 rows.append(
                     {
                         **common,
-                        "path": _relative(path, out) if path else str(volume.slices[bz].source_file) if volume.slices else "",
+                        "path": _relative(path, out)
+                        if path
+                        else str(volume.slices[bz].source_file)
+                        if volume.slices
+                        else "",
                         "uid": volume.sop_instance_uid(bz) or "",
                         "slice": bz,
                         "x": bx,
@@ -223,7 +244,9 @@ def build_dataset(
     return rows
 
 
-def _benign_location(volume: ImageVolume, result: TamperResult, plan: CasePlan) -> tuple[int, int, int] | None:
+def _benign_location(
+    volume: ImageVolume, result: TamperResult, plan: CasePlan
+) -> tuple[int, int, int] | None:
     """An untouched location in plausible anatomy of the same case (a ``TB`` row)."""
     if result.truth.mask.all():
         return None

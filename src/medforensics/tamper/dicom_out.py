@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pydicom
 from pydicom.tag import Tag
 from pydicom.uid import (
+    JPEG2000,
     UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
 )
 
 from medforensics.io.types import ImageVolume
@@ -48,7 +49,9 @@ def stored_range(ds: pydicom.Dataset) -> tuple[int, int]:
     return 0, 2**bits - 1
 
 
-def to_stored(values: np.ndarray, ds: pydicom.Dataset, modality: str, dtype: np.dtype) -> np.ndarray:
+def to_stored(
+    values: np.ndarray, ds: pydicom.Dataset, modality: str, dtype: np.dtype
+) -> np.ndarray:
     """Physical values back to stored values with the file's own rescale, clipped and cast."""
     values = np.asarray(values, dtype=np.float64)
     if modality in PHYSICAL_MODALITIES:
@@ -71,12 +74,12 @@ def _encode(
     file is about as large as the original.
     """
     scratch = copy.deepcopy(ds)
-    options: dict[str, object] = {}
+    ratios: list[float] | None = None
     if syntax == JPEG2000:
         ratio = stored.size * int(ds.get("BitsAllocated", 16)) / 8 / max(old_size, 1)
-        options["j2k_cr"] = [max(float(ratio), 1.0)]
+        ratios = [max(float(ratio), 1.0)]
     try:
-        scratch.compress(syntax, stored, generate_instance_uid=False, **options)
+        scratch.compress(syntax, stored, generate_instance_uid=False, j2k_cr=ratios)
     except (RuntimeError, NotImplementedError, ValueError) as exc:
         raise WriteBackError(
             f"{source}: its pixel data is stored as {syntax.name} ({syntax}), which cannot be "
@@ -102,7 +105,9 @@ def replace_pixel_data(source: str | Path, destination: str | Path, stored: np.n
     """
     source, destination = Path(source), Path(destination)
     if source.resolve() == destination.resolve():
-        raise WriteBackError(f"{source}: refusing to overwrite an original; write to another folder")
+        raise WriteBackError(
+            f"{source}: refusing to overwrite an original; write to another folder"
+        )
     raw = source.read_bytes()
     ds = pydicom.dcmread(source)
     syntax = UID(ds.file_meta.TransferSyntaxUID)
@@ -115,7 +120,7 @@ def replace_pixel_data(source: str | Path, destination: str | Path, stored: np.n
             f"{source}: tampered pixels have shape {stored.shape}, the file holds {original.shape}"
         )
     stored = stored.astype(original.dtype, copy=False)
-    start = int(element.value_tell)
+    start = int(element.value_tell)  # type: ignore[attr-defined]
     old_length = len(element.value)
     if syntax == DeflatedExplicitVRLittleEndian:
         # the whole data set is zlib-compressed, so bytes cannot be spliced: let pydicom write it
@@ -124,7 +129,7 @@ def replace_pixel_data(source: str | Path, destination: str | Path, stored: np.n
         ds.save_as(destination)
         return destination
     if syntax in _NATIVE:
-        order = ">" if syntax == ExplicitVRBigEndian else "<"
+        order: Literal["<", ">"] = ">" if syntax == ExplicitVRBigEndian else "<"
         value = stored.astype(original.dtype.newbyteorder(order)).tobytes()
         if int(ds.get("BitsAllocated", 16)) == 1:
             value = np.packbits(stored.ravel(), bitorder="little").tobytes()
@@ -163,14 +168,20 @@ def write_tampered(
         The written paths, one per source file.
     """
     if not volume.slices or any(ref.sop_instance_uid is None for ref in volume.slices):
-        raise WriteBackError(f"{volume.input}: not read from DICOM files, so there is nothing to write back")
+        raise WriteBackError(
+            f"{volume.input}: not read from DICOM files, so there is nothing to write back"
+        )
     if pixels.shape != volume.shape:
-        raise WriteBackError(f"{volume.input}: tampered pixels {pixels.shape} differ from {volume.shape}")
+        raise WriteBackError(
+            f"{volume.input}: tampered pixels {pixels.shape} differ from {volume.shape}"
+        )
     out = Path(out_dir)
     files = volume.source_files
     base = Path(root) if root is not None else _common_folder(files)
     if out.resolve() == base.resolve():
-        raise WriteBackError(f"{out}: is the folder of the originals; write the tampered copy elsewhere")
+        raise WriteBackError(
+            f"{out}: is the folder of the originals; write the tampered copy elsewhere"
+        )
     written = []
     for path in files:
         indices = [k for k, ref in enumerate(volume.slices) if ref.source_file == path]

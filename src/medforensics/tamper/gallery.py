@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -34,7 +35,9 @@ def _crop(plane: np.ndarray, centre: tuple[int, int], size: int) -> tuple[slice,
     return slice(y0, y0 + size), slice(x0, x0 + size)
 
 
-def render_pair(volume: ImageVolume, result: TamperResult, title: str, crop: int = CROP_PX) -> Image.Image:
+def render_pair(
+    volume: ImageVolume, result: TamperResult, title: str, crop: int = CROP_PX
+) -> Image.Image:
     """Three panels around the attack's centre slice: before, after, after with the mask outline.
 
     Laundering and other whole-image attacks are shown around the image centre.
@@ -56,7 +59,12 @@ def render_pair(volume: ImageVolume, result: TamperResult, title: str, crop: int
         rgb = np.repeat(grey[..., None], 3, axis=2)
         image = Image.fromarray(rgb).resize((crop, crop), Image.Resampling.LANCZOS)
         if outline is not None:
-            small = np.asarray(Image.fromarray(outline[window].astype(np.uint8) * 255).resize((crop, crop))) > 127
+            small = (
+                np.asarray(
+                    Image.fromarray(outline[window].astype(np.uint8) * 255).resize((crop, crop))
+                )
+                > 127
+            )
             edge = small ^ ndimage.binary_erosion(small)
             rgb_small = np.asarray(image).copy()
             rgb_small[edge] = (255, 60, 60)
@@ -76,14 +84,14 @@ def render_gallery(
     out_dir: str | Path,
     seed: int = 0,
     attacks: Sequence[str] | None = None,
-    overrides: dict[tuple[str, str], dict[str, object]] | None = None,
+    overrides: dict[tuple[str, str], dict[str, Any]] | None = None,
 ) -> list[Path]:
     """Render every attack on every named volume to ``out_dir/<name>_<attack>.png``.
 
     Args:
         volumes: display name -> authentic volume.
         out_dir: output folder, created if missing.
-        seed: seed of every attack (so the gallery is reproducible).
+        seed: base seed; volume ``k`` uses ``[seed, k]`` (so the gallery is reproducible).
         attacks: attack names (default: every attack that supports the volume).
         overrides: ``(name, attack)`` -> parameter overrides, e.g. a real tumour box for removal.
 
@@ -93,10 +101,11 @@ def render_gallery(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, volume in volumes.items():
+    for index, (name, volume) in enumerate(volumes.items()):
         for attack in attacks or list_attacks(volume.modality):
             params = (overrides or {}).get((name, attack), {})
-            result = simulate(volume, attack, seed, **params)
+            # one seed stream per volume, so the gallery shows different draws on each
+            result = simulate(volume, attack, [seed, index], **params)
             detail = _describe(result)
             image = render_pair(volume, result, f"{name} {attack} {detail}")
             path = out / f"{name}_{attack}.png"

@@ -30,7 +30,18 @@ from medforensics.tamper.base import GroundTruth, Params
 _PATIENT_TAGS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 _DATE_TAGS = ("StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "InstanceCreationDate")
 _GIVEN = ("ALEX", "SAM", "ROBIN", "JORDAN", "KIM", "LEE", "MORGAN", "TAYLOR", "CASEY", "JAMIE")
-_FAMILY = ("SMITH", "NOVAK", "GARCIA", "MÜLLER", "ROSSI", "DUBOIS", "KOWALSKI", "SATO", "OKAFOR", "SILVA")
+_FAMILY = (
+    "SMITH",
+    "NOVAK",
+    "GARCIA",
+    "MÜLLER",
+    "ROSSI",
+    "DUBOIS",
+    "KOWALSKI",
+    "SATO",
+    "OKAFOR",
+    "SILVA",
+)
 
 
 @dataclass(frozen=True)
@@ -56,17 +67,23 @@ class HeaderAttack(ABC):
         self.donor = list(donor) if donor is not None else None
 
     @abstractmethod
-    def sample_params(self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator) -> Params:
+    def sample_params(
+        self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator
+    ) -> Params:
         """Draw the forgery's choices; JSON-serialisable."""
 
     @abstractmethod
     def apply(self, datasets: Sequence[pydicom.Dataset], params: Params) -> HeaderTamperResult:
         """Forge copies of ``datasets`` according to ``params``."""
 
-    def _truth(self, datasets: Sequence[pydicom.Dataset], params: Params, pixels: bool) -> GroundTruth:
+    def _truth(
+        self, datasets: Sequence[pydicom.Dataset], params: Params, pixels: bool
+    ) -> GroundTruth:
         mask = _mask(datasets, pixels)
-        centre = tuple(n // 2 for n in mask.shape) if pixels else None
-        return GroundTruth(f"header-{self.name}", "header", params, centre, mask)  # type: ignore[arg-type]
+        centre: tuple[int, int, int] | None = None
+        if pixels:
+            centre = (mask.shape[0] // 2, mask.shape[1] // 2, mask.shape[2] // 2)
+        return GroundTruth(f"header-{self.name}", "header", params, centre, mask)
 
 
 def _set_all(copies: list[pydicom.Dataset], values: dict[str, str]) -> list[dict[str, Any]]:
@@ -83,7 +100,9 @@ def _set_all(copies: list[pydicom.Dataset], values: dict[str, str]) -> list[dict
 class PatientSwap(HeaderAttack):
     name = "patient-swap"
 
-    def sample_params(self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator) -> Params:
+    def sample_params(
+        self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator
+    ) -> Params:
         if self.donor:
             identity = {k: str(self.donor[0].get(k, "")) for k in _PATIENT_TAGS}
         else:
@@ -99,39 +118,55 @@ class PatientSwap(HeaderAttack):
     def apply(self, datasets: Sequence[pydicom.Dataset], params: Params) -> HeaderTamperResult:
         copies = [copy.deepcopy(ds) for ds in datasets]
         changes = _set_all(copies, dict(params["identity"]))
-        return HeaderTamperResult(copies, self._truth(datasets, {**params, "changes": changes}, False))
+        return HeaderTamperResult(
+            copies, self._truth(datasets, {**params, "changes": changes}, False)
+        )
 
 
 class DateShift(HeaderAttack):
     name = "date-shift"
 
-    def sample_params(self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator) -> Params:
+    def sample_params(
+        self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator
+    ) -> Params:
         days = int(rng.integers(1, 3650)) * (1 if rng.random() < 0.5 else -1)
         return {"days": days}
 
     def apply(self, datasets: Sequence[pydicom.Dataset], params: Params) -> HeaderTamperResult:
         copies = [copy.deepcopy(ds) for ds in datasets]
-        changes = []
+        changes: list[dict[str, str]] = []
         for keyword in _DATE_TAGS:
             for ds in copies:
                 old = str(ds.get(keyword, "") or "")
                 if len(old) < 8 or not old[:8].isdigit():
                     continue
-                new = (dt.datetime.strptime(old[:8], "%Y%m%d") + dt.timedelta(days=params["days"])).strftime("%Y%m%d")
+                new = (
+                    dt.datetime.strptime(old[:8], "%Y%m%d") + dt.timedelta(days=params["days"])
+                ).strftime("%Y%m%d")
                 setattr(ds, keyword, new + old[8:])
                 if not any(c["keyword"] == keyword for c in changes):
                     changes.append({"keyword": keyword, "old": old, "new": new + old[8:]})
-        return HeaderTamperResult(copies, self._truth(datasets, {**params, "changes": changes}, False))
+        return HeaderTamperResult(
+            copies, self._truth(datasets, {**params, "changes": changes}, False)
+        )
 
 
 class PixelSwap(HeaderAttack):
     name = "pixel-swap"
 
-    def sample_params(self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator) -> Params:
+    def sample_params(
+        self, datasets: Sequence[pydicom.Dataset], rng: np.random.Generator
+    ) -> Params:
         if not self.donor:
-            raise ValueError("pixel-swap needs donor datasets from another study: create_header_attack('pixel-swap', donor=[...])")
+            raise ValueError(
+                "pixel-swap needs donor datasets from another study: "
+                "create_header_attack('pixel-swap', donor=[...])"
+            )
         offset = int(rng.integers(len(self.donor)))
-        return {"donor_offset": offset, "donor_study": str(self.donor[0].get("StudyInstanceUID", ""))}
+        return {
+            "donor_offset": offset,
+            "donor_study": str(self.donor[0].get("StudyInstanceUID", "")),
+        }
 
     def apply(self, datasets: Sequence[pydicom.Dataset], params: Params) -> HeaderTamperResult:
         if not self.donor:
@@ -143,10 +178,13 @@ class PixelSwap(HeaderAttack):
             if any(ds.get(t) != donor.get(t) for t in geometry):
                 raise ValueError(
                     f"donor image {donor.get('SOPInstanceUID')} has another geometry "
-                    f"({', '.join(f'{t}={donor.get(t)}' for t in geometry)}); pick a donor like the target"
+                    f"({', '.join(f'{t}={donor.get(t)}' for t in geometry)}); "
+                    "pick a donor like the target"
                 )
             if donor.file_meta.TransferSyntaxUID != ds.file_meta.TransferSyntaxUID:
-                raise ValueError("donor and target use different transfer syntaxes; pick a matching donor")
+                raise ValueError(
+                    "donor and target use different transfer syntaxes; pick a matching donor"
+                )
             ds.PixelData = donor.PixelData
         return HeaderTamperResult(copies, self._truth(datasets, dict(params), True))
 
@@ -165,7 +203,9 @@ def create_header_attack(name: str, **kwargs: Any) -> HeaderAttack:
     try:
         return _HEADER_ATTACKS[name](**kwargs)
     except KeyError:
-        raise KeyError(f"unknown header forgery {name!r}; known: {', '.join(list_header_attacks())}") from None
+        raise KeyError(
+            f"unknown header forgery {name!r}; known: {', '.join(list_header_attacks())}"
+        ) from None
 
 
 def forge_headers(

@@ -35,6 +35,8 @@ from medforensics.tamper.texture import blend_with_noise, noise_for_region
 
 NODULE_TYPES = ("solid", "part-solid", "ground-glass", "spiculated")
 DIAMETER_MM = (3.0, 30.0)
+#: the noise is learnt from surroundings within this many HU of the site (see noise_for_region)
+TISSUE_HU = 120.0
 
 
 def _unit_vectors(rng: np.random.Generator, count: int, planar: bool) -> np.ndarray:
@@ -55,28 +57,30 @@ def _shape_alpha(
     u = dy * math.cos(theta) + dx * math.sin(theta)
     v = -dy * math.sin(theta) + dx * math.cos(theta)
     rho = np.sqrt(
-        (dz / (radius * ratio_z)) ** 2 + (u / (radius * ratio_y)) ** 2 + (v / (radius * ratio_x)) ** 2
+        (dz / (radius * ratio_z)) ** 2
+        + (u / (radius * ratio_y)) ** 2
+        + (v / (radius * ratio_x)) ** 2
     )
     norm = np.sqrt(dz**2 + dy**2 + dx**2) + 1e-6
     directions = np.stack([dz / norm, dy / norm, dx / norm], axis=-1)
     shape_rng = np.random.default_rng(params["shape_seed"])
     lobes = _unit_vectors(shape_rng, params["lobes"], planar)
-    weights = shape_rng.uniform(0.5, 1.0, params["lobes"])
-    bumps = sum(
-        w * np.exp(5.0 * (directions @ lobe - 1.0)) for w, lobe in zip(weights, lobes, strict=True)
-    )
-    bumps = bumps - np.mean(weights) * 0.2  # mean of exp(5(cos-1)) over directions is about 0.2
+    weights = np.asarray(shape_rng.uniform(0.5, 1.0, int(params["lobes"])))
+    bumps = np.zeros(rho.shape)
+    for weight, lobe in zip(weights, lobes, strict=True):
+        bumps += weight * np.exp(5.0 * (directions @ lobe - 1.0))
+    bumps -= float(np.mean(weights)) * 0.2  # mean of exp(5(cos-1)) over directions is about 0.2
     rho = rho / np.maximum(1.0 + params["lobulation"] * bumps, 0.3)
-    margin = max(params["margin_mm"], 0.05)
+    kind = params["nodule_type"]
+    margin = max(params["ggo_margin_mm" if kind == "ground-glass" else "margin_mm"], 0.05)
     body = 1.0 / (1.0 + np.exp(-np.clip((1.0 - rho) * radius / margin, -50, 50)))
-    core_fraction = params.get("core_fraction", 0.0)
     core = np.zeros_like(body)
-    if core_fraction > 0:
-        core_rho = rho / core_fraction
+    if kind == "part-solid":
+        core_rho = rho / params["core_fraction"]
         core = 1.0 / (1.0 + np.exp(-np.clip((1.0 - core_rho) * radius / margin, -50, 50)))
-    if params["spicules"]:
+    if kind == "spiculated":
         points = np.stack([dz, dy, dx], axis=-1)
-        for spike in _unit_vectors(shape_rng, params["spicules"], planar):
+        for spike in _unit_vectors(shape_rng, params["spicule_count"], planar):
             length = radius * params["spicule_length"] * shape_rng.uniform(0.6, 1.0)
             along = points @ spike
             across = np.linalg.norm(points - along[..., None] * spike, axis=-1)
@@ -87,7 +91,9 @@ def _shape_alpha(
 
 
 def _texture(shape: tuple[int, ...], seed: int, sigma_px: tuple[float, ...]) -> np.ndarray:
-    field = ndimage.gaussian_filter(np.random.default_rng(seed + 1).standard_normal(shape), sigma_px)
+    field = ndimage.gaussian_filter(
+        np.random.default_rng(seed + 1).standard_normal(shape), sigma_px
+    )
     return (field / (field.std() + 1e-9)).astype(np.float32)
 
 
@@ -105,6 +111,8 @@ class LesionInjection(Attack):
         diameter = float(np.exp(rng.uniform(*np.log(DIAMETER_MM))))
         half_slices = math.ceil(diameter / 2.0 / spacing[0]) if volume.is_volume else 0
         centre, placement = sample_location(volume, rng, 0.6 * diameter / spacing[1], half_slices)
+        # every type-specific value is always drawn, and ``apply`` picks by ``nodule_type``, so
+        # overriding the type alone gives a consistent nodule
         params: Params = {
             "centre": list(centre),
             "placement": placement,
@@ -115,23 +123,18 @@ class LesionInjection(Attack):
             "lobes": int(rng.integers(3, 8)),
             "lobulation": round(float(rng.uniform(0.0, 0.3)), 3),
             "margin_mm": round(float(rng.uniform(0.2, 0.8)), 3),
-            "spicules": int(rng.integers(6, 16)) if kind == "spiculated" else 0,
+            "ggo_margin_mm": round(float(rng.uniform(0.6, 2.0)), 3),
+            "spicule_count": int(rng.integers(6, 16)),
             "spicule_length": round(float(rng.uniform(1.4, 2.4)), 3),
+            "core_fraction": round(float(rng.uniform(0.3, 0.65)), 3),
+            "ggo_opacity": round(float(rng.uniform(0.6, 0.95)), 3),
             "shape_seed": int(rng.integers(2**31)),
         }
         texture = float(rng.uniform(0.0, 1.0))
-        if kind == "ground-glass":
-            params["margin_mm"] = round(float(rng.uniform(0.6, 2.0)), 3)
         if volume.modality == "CT":
-            solid_hu = float(rng.uniform(-20.0, 60.0))
-            ggo_hu = float(rng.uniform(-650.0, -350.0))
-            params["density_hu"] = round(ggo_hu if kind == "ground-glass" else solid_hu, 1)
-            params["halo_hu"] = round(ggo_hu, 1)
+            params["solid_hu"] = round(float(rng.uniform(-20.0, 60.0)), 1)
+            params["ggo_hu"] = round(float(rng.uniform(-650.0, -350.0)), 1)
             params["texture_hu"] = round(10.0 + 30.0 * texture, 1)
-            if kind == "ground-glass":
-                params["opacity"] = round(float(rng.uniform(0.6, 0.95)), 3)
-            if kind == "part-solid":
-                params["core_fraction"] = round(float(rng.uniform(0.3, 0.65)), 3)
         elif is_projection(volume):
             params["contrast"] = round(float(rng.uniform(0.05, 0.25)), 4)
             params["texture_rel"] = round(0.1 * texture, 4)
@@ -144,8 +147,14 @@ class LesionInjection(Attack):
     def apply(self, volume: ImageVolume, params: Params, rng: np.random.Generator) -> TamperResult:
         spacing = spacing_mm(volume)
         radius = params["diameter_mm"] / 2.0
-        reach = radius * max(1.0 + params["lobulation"], params["spicule_length"] if params["spicules"] else 1.0)
-        reach += 4.0 * params["margin_mm"]
+        kind = params["nodule_type"]
+        if kind not in NODULE_TYPES:
+            raise ValueError(f"nodule_type {kind!r} is not one of {', '.join(NODULE_TYPES)}")
+        spiculated = kind == "spiculated"
+        reach = radius * max(
+            1.0 + params["lobulation"], params["spicule_length"] if spiculated else 1.0
+        )
+        reach += 4.0 * max(params["margin_mm"], params["ggo_margin_mm"])
         centre = tuple(int(c) for c in params["centre"])
         half = (
             math.ceil(reach / spacing[0]) if volume.is_volume else 0,
@@ -154,7 +163,10 @@ class LesionInjection(Attack):
         )
         box = clip_box(centre, half, volume.shape)  # type: ignore[arg-type]
         grids = np.meshgrid(
-            *[(np.arange(b.start, b.stop) - c) * s for b, c, s in zip(box, centre, spacing, strict=True)],
+            *[
+                (np.arange(b.start, b.stop) - c) * s
+                for b, c, s in zip(box, centre, spacing, strict=True)
+            ],
             indexing="ij",
         )
         planar = not volume.is_volume
@@ -165,15 +177,21 @@ class LesionInjection(Attack):
             b, c = _shape_alpha((grids[0] + offset, grids[1], grids[2]), params, planar)
             body += b / len(sub_offsets)
             core += c / len(sub_offsets)
-        alpha = np.clip((body - 0.01) / 0.99, 0.0, 1.0) * params.get("opacity", 1.0)
+        alpha = np.clip((body - 0.01) / 0.99, 0.0, 1.0)
+        if kind == "ground-glass":  # vessels stay visible through ground glass
+            alpha = alpha * params["ggo_opacity"]
         background = volume.pixels[box]
-        texture = _texture(alpha.shape, params["shape_seed"], (0.01, 1.0 / spacing[1], 1.0 / spacing[2]))
+        texture = _texture(
+            alpha.shape, params["shape_seed"], (0.01, 1.0 / spacing[1], 1.0 / spacing[2])
+        )
         if volume.modality == "CT":
-            content = params["halo_hu"] + (params["density_hu"] - params["halo_hu"]) * core
-            if "core_fraction" not in params:
-                content = np.full(alpha.shape, params["density_hu"])
+            if kind == "part-solid":  # a solid core in a ground-glass halo
+                content = params["ggo_hu"] + (params["solid_hu"] - params["ggo_hu"]) * core
+            else:
+                density = params["ggo_hu"] if kind == "ground-glass" else params["solid_hu"]
+                content = np.full(alpha.shape, density)
             content = content + params["texture_hu"] * texture
-            noise, model = noise_for_region(volume.pixels, box, rng)
+            noise, model = noise_for_region(volume.pixels, box, rng, tissue_tolerance=TISSUE_HU)
             patch = blend_with_noise(background, content, alpha, noise)
             stats = {"mode": "blend", **model.describe()}
         elif is_projection(volume):
@@ -187,7 +205,9 @@ class LesionInjection(Attack):
             median = float(np.median(background))
             q25, q75 = np.percentile(background, [25, 75])
             spread = max(float(q75 - q25), 1.0)
-            content = median + params["contrast"] * spread + params["texture_rel"] * spread * texture
+            content = (
+                median + params["contrast"] * spread + params["texture_rel"] * spread * texture
+            )
             noise, model = noise_for_region(volume.pixels, box, rng)
             patch = blend_with_noise(background, content, alpha, noise)
             stats = {"mode": "blend", **model.describe()}

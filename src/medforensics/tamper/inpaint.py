@@ -36,9 +36,13 @@ def fill_plane(plane: np.ndarray, hole: np.ndarray, method: str, radius: float =
         if extent <= BIHARMONIC_MAX_PX:
             return inpaint_biharmonic(plane.astype(np.float64), hole).astype(np.float32)
         scale = BIHARMONIC_MAX_PX / extent
-        small = cv2.resize(plane.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        small_hole = cv2.resize(hole.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST)
-        small_hole = cv2.dilate(small_hole, np.ones((3, 3), np.uint8)) > 0
+        small = cv2.resize(
+            plane.astype(np.float32), None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA
+        )
+        small_hole_u8 = cv2.resize(
+            hole.astype(np.uint8), (small.shape[1], small.shape[0]), interpolation=cv2.INTER_NEAREST
+        )
+        small_hole = cv2.dilate(small_hole_u8, np.ones((3, 3), np.uint8)) > 0
         filled = inpaint_biharmonic(small.astype(np.float64), small_hole).astype(np.float32)
         up = cv2.resize(filled, (plane.shape[1], plane.shape[0]), interpolation=cv2.INTER_CUBIC)
         return np.where(hole, up, plane).astype(np.float32)
@@ -47,7 +51,11 @@ def fill_plane(plane: np.ndarray, hole: np.ndarray, method: str, radius: float =
 
 
 def fill_box(
-    pixels: np.ndarray, box: tuple[slice, slice, slice], hole: np.ndarray, method: str, radius: float
+    pixels: np.ndarray,
+    box: tuple[slice, slice, slice],
+    hole: np.ndarray,
+    method: str,
+    radius: float,
 ) -> np.ndarray:
     """Fill ``hole`` (shaped like ``pixels[box]``) slice by slice, using a margin of context."""
     zs, ys, xs = box
@@ -88,9 +96,11 @@ class ClassicalInpaint(Attack):
         filled = fill_box(volume.pixels, box, hole, params["method"], params["inpaint_radius"])
         background = volume.pixels[box]
         alpha = feather(hole, float(params["feather_px"]))
-        stats: dict[str, object] = {}
+        stats: dict[str, float] = {}
         if params["add_noise"]:
-            noise, model = noise_for_region(volume.pixels, box, rng, exclude=_full(volume, box, hole))
+            noise, model = noise_for_region(
+                volume.pixels, box, rng, exclude=_full(volume, box, hole)
+            )
             patch = blend_with_noise(background, filled, alpha, noise)
             stats = model.describe()
         else:

@@ -43,16 +43,25 @@ def _window(volume: ImageVolume, rng: np.random.Generator) -> tuple[float, float
     if volume.modality == "CT":
         name = list(CT_WINDOWS)[int(rng.integers(len(CT_WINDOWS)))]
         return CT_WINDOWS[name]
-    low, high = np.percentile(volume.pixels, [float(rng.uniform(0.5, 2)), float(rng.uniform(98, 99.8))])
+    low, high = np.percentile(
+        volume.pixels, [float(rng.uniform(0.5, 2)), float(rng.uniform(98, 99.8))]
+    )
     return float((low + high) / 2), float(max(high - low, 1.0))
 
 
 def _sample_resample(volume: ImageVolume, rng: np.random.Generator) -> Params:
-    return {"factor": round(float(rng.uniform(0.5, 0.9)), 3), "interpolation": ("linear", "cubic", "area")[int(rng.integers(3))]}
+    return {
+        "factor": round(float(rng.uniform(0.5, 0.9)), 3),
+        "interpolation": ("linear", "cubic", "area")[int(rng.integers(3))],
+    }
 
 
-def _resample(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
-    down = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}[p["interpolation"]]
+def _resample(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
+    down = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "area": cv2.INTER_AREA}[
+        p["interpolation"]
+    ]
 
     def one(plane: np.ndarray) -> np.ndarray:
         small = cv2.resize(plane, None, fx=p["factor"], fy=p["factor"], interpolation=down)
@@ -65,7 +74,9 @@ def _sample_smooth(volume: ImageVolume, rng: np.random.Generator) -> Params:
     return {"sigma_px": round(float(rng.uniform(0.4, 1.2)), 3)}
 
 
-def _smooth(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _smooth(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     return _per_slice(pixels, lambda plane: cv2.GaussianBlur(plane, (0, 0), p["sigma_px"]))
 
 
@@ -74,7 +85,9 @@ def _sample_noise(volume: ImageVolume, rng: np.random.Generator) -> Params:
     return {"sigma": round(max(level, 1.0) * float(rng.uniform(0.2, 0.6)), 3)}
 
 
-def _noise(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _noise(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     return (pixels + rng.normal(0.0, p["sigma"], pixels.shape)).astype(np.float32)
 
 
@@ -82,7 +95,9 @@ def _sample_requantise(volume: ImageVolume, rng: np.random.Generator) -> Params:
     return {"step": int((2, 4, 8, 16)[int(rng.integers(4))])}
 
 
-def _requantise(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _requantise(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     return (np.round(pixels / p["step"]) * p["step"]).astype(np.float32)
 
 
@@ -91,7 +106,9 @@ def _sample_jpeg(volume: ImageVolume, rng: np.random.Generator) -> Params:
     return {"window": [centre, width], "quality": int(rng.integers(60, 96))}
 
 
-def _jpeg(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _jpeg(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     centre, width = p["window"]
     low, high = centre - width / 2, centre + width / 2
 
@@ -100,7 +117,10 @@ def _jpeg(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Gen
         ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, int(p["quality"])])
         if not ok:
             raise RuntimeError("OpenCV could not encode a JPEG image")
-        decoded = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        decoded_u8 = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE)
+        if decoded_u8 is None:
+            raise RuntimeError("OpenCV could not decode the JPEG image it wrote")
+        decoded = decoded_u8.astype(np.float32)
         inside = (plane > low) & (plane < high)
         return np.where(inside, low + decoded / 255.0 * width, plane)
 
@@ -111,14 +131,20 @@ def _sample_jpeg2000(volume: ImageVolume, rng: np.random.Generator) -> Params:
     return {"rate": round(float(rng.uniform(5.0, 40.0)), 2)}
 
 
-def _jpeg2000(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _jpeg2000(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     low = float(np.floor(min(pixels.min(), 0.0)))
 
     def one(plane: np.ndarray) -> np.ndarray:
         stored = np.clip(np.round(plane - low), 0, 65535).astype(np.uint16)
         buffer = io.BytesIO()
         Image.fromarray(stored).save(
-            buffer, format="JPEG2000", quality_mode="rates", quality_layers=[p["rate"]], irreversible=True
+            buffer,
+            format="JPEG2000",
+            quality_mode="rates",
+            quality_layers=[p["rate"]],
+            irreversible=True,
         )
         decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())), dtype=np.float32)
         return decoded + low
@@ -127,8 +153,12 @@ def _jpeg2000(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random
 
 
 def _sample_window(volume: ImageVolume, rng: np.random.Generator) -> Params:
-    if volume.modality == "CT":
-        return {"clip": [-1024.0, round(float(rng.uniform(1000.0, 3000.0)), 1)]}
+    if volume.modality == "CT":  # export through a wide display window and back
+        width = float(rng.uniform(1500.0, 4096.0))
+        return {
+            "clip": [-1024.0, round(-1024.0 + width, 1)],
+            "levels": int((256, 1024, 4096)[int(rng.integers(3))]),
+        }
     return {
         "contrast": round(float(rng.uniform(0.9, 1.1)), 4),
         "brightness": round(float(rng.uniform(-0.02, 0.02)), 4),
@@ -136,9 +166,13 @@ def _sample_window(volume: ImageVolume, rng: np.random.Generator) -> Params:
     }
 
 
-def _window_level(pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator) -> np.ndarray:
+def _window_level(
+    pixels: np.ndarray, volume: ImageVolume, p: Params, rng: np.random.Generator
+) -> np.ndarray:
     if "clip" in p:
-        return np.clip(pixels, *p["clip"]).astype(np.float32)
+        low, high = p["clip"]
+        step = (high - low) / (p["levels"] - 1)
+        return (low + np.round((np.clip(pixels, low, high) - low) / step) * step).astype(np.float32)
     low, high = float(pixels.min()), float(pixels.max())
     span = max(high - low, 1.0)
     unit = np.clip((pixels - low) / span, 0.0, 1.0) ** p["gamma"]
@@ -157,7 +191,9 @@ LAUNDER_OPS: dict[str, tuple[Sampler, Applier]] = {
 }
 
 
-def sample_laundering(volume: ImageVolume, names: list[str], rng: np.random.Generator) -> list[Params]:
+def sample_laundering(
+    volume: ImageVolume, names: list[str], rng: np.random.Generator
+) -> list[Params]:
     """Parameters for each named operation, in order; ``{"op": name, ...}`` dicts."""
     unknown = [name for name in names if name not in LAUNDER_OPS]
     if unknown:

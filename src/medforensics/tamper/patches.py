@@ -29,13 +29,16 @@ def region_mask(
     dy = (yy - (rows - 1) / 2.0) / max(radii[0], 0.5)
     dx = (xx - (cols - 1) / 2.0) / max(radii[1], 0.5)
     if shape == "rect":
-        return np.maximum(np.abs(dy), np.abs(dx)) ** 6 + np.minimum(np.abs(dy), np.abs(dx)) ** 6 <= 1.0
+        return (
+            np.maximum(np.abs(dy), np.abs(dx)) ** 6 + np.minimum(np.abs(dy), np.abs(dx)) ** 6 <= 1.0
+        )
     rho = np.sqrt(dy**2 + dx**2)
     if shape == "blob":
         rng = np.random.default_rng(seed)
         angle = np.arctan2(dy, dx)
         wobble = sum(
-            rng.uniform(0.04, 0.14) * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5)
+            rng.uniform(0.04, 0.14) * np.cos(k * angle + rng.uniform(0, 2 * np.pi))
+            for k in (2, 3, 5)
         )
         rho = rho / (1.0 + wobble)
     return rho <= 1.0
@@ -66,7 +69,9 @@ def sample_region(
     slices = min(slices, volume.shape[0])
     centre, placement = sample_location(volume, rng, max(ry, rx), slices // 2)
     return {
-        "centre": list(keep_inside(centre, (slices // 2, math.ceil(ry), math.ceil(rx)), volume.shape)),
+        "centre": list(
+            keep_inside(centre, (slices // 2, math.ceil(ry), math.ceil(rx)), volume.shape)
+        ),
         "placement": placement,
         "radius_px": [round(ry, 2), round(rx, 2)],
         "slices": slices,
@@ -107,7 +112,9 @@ def box_region(params: Params, box: tuple[slice, slice, slice]) -> np.ndarray:
     centre_x = int(params["centre"][2]) - xs.start
     # draw on a grid centred on the region, then crop to the (possibly clipped) box
     ry, rx = (math.ceil(r) + 1 for r in params["radius_px"])
-    full = region_mask((2 * ry + 1, 2 * rx + 1), tuple(params["radius_px"]), params["shape"], params["shape_seed"])
+    full = region_mask(
+        (2 * ry + 1, 2 * rx + 1), tuple(params["radius_px"]), params["shape"], params["shape_seed"]
+    )
     plane = np.zeros(size, dtype=bool)
     top, left = centre_y - ry, centre_x - rx
     src_y0, src_x0 = max(-top, 0), max(-left, 0)
@@ -115,5 +122,7 @@ def box_region(params: Params, box: tuple[slice, slice, slice]) -> np.ndarray:
     h = min(full.shape[0] - src_y0, size[0] - dst_y0)
     w = min(full.shape[1] - src_x0, size[1] - dst_x0)
     if h > 0 and w > 0:
-        plane[dst_y0 : dst_y0 + h, dst_x0 : dst_x0 + w] = full[src_y0 : src_y0 + h, src_x0 : src_x0 + w]
+        plane[dst_y0 : dst_y0 + h, dst_x0 : dst_x0 + w] = full[
+            src_y0 : src_y0 + h, src_x0 : src_x0 + w
+        ]
     return np.repeat(plane[None], zs.stop - zs.start, axis=0)

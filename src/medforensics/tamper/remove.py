@@ -49,7 +49,9 @@ class LesionRemoval(Attack):
         spacing = spacing_mm(volume)
         radius = float(np.exp(rng.uniform(*np.log(RADIUS_MM))))
         ry, rx = radius / spacing[1], radius / spacing[2]
-        half_z = min(math.ceil(radius / spacing[0]), volume.shape[0] // 2) if volume.is_volume else 0
+        half_z = (
+            min(math.ceil(radius / spacing[0]), volume.shape[0] // 2) if volume.is_volume else 0
+        )
         (z, y, x), placement = sample_location(volume, rng, max(ry, rx), half_z)
         return {
             "box": [
@@ -73,7 +75,9 @@ class LesionRemoval(Attack):
     def apply(self, volume: ImageVolume, params: Params, rng: np.random.Generator) -> TamperResult:
         z0, z1, y0, y1, x0, x1 = (int(v) for v in params["box"])
         if not (0 <= z0 < z1 <= volume.shape[0] and 0 <= y0 < y1 and 0 <= x0 < x1):
-            raise ValueError(f"removal box {params['box']} is empty or outside the {volume.shape} image")
+            raise ValueError(
+                f"removal box {params['box']} is empty or outside the {volume.shape} image"
+            )
         # room for the ellipse around the box corners, the margin and the feathering
         grow = math.ceil(0.22 * max(y1 - y0, x1 - x0)) + int(params["margin_px"]) + 2
         box = (
@@ -83,7 +87,9 @@ class LesionRemoval(Attack):
         )
         hole = _hole(params, box)
         sigma = float(params["smoothing_px"])
-        smooth = np.stack([cv2.GaussianBlur(plane, (0, 0), sigma) for plane in volume.pixels[z0:z1]])
+        smooth = np.stack(
+            [cv2.GaussianBlur(plane, (0, 0), sigma) for plane in volume.pixels[z0:z1]]
+        )
         context = volume.pixels.copy()
         context[z0:z1] = smooth
         filled = fill_box(context, box, hole, params["method"], 5.0)
@@ -105,5 +111,7 @@ class LesionRemoval(Attack):
         if not mask[centre]:
             hits = np.argwhere(mask)
             centre = tuple(int(v) for v in hits[len(hits) // 2])  # type: ignore[assignment]
-        truth = GroundTruth(self.name, self.label, {**params, "matched": model.describe()}, centre, mask)
+        truth = GroundTruth(
+            self.name, self.label, {**params, "matched": model.describe()}, centre, mask
+        )
         return TamperResult(pixels=pixels.astype(np.float32), truth=truth)

@@ -37,7 +37,11 @@ def phantom_donor(volume: ImageVolume, seed: int) -> ImageVolume:
         pixels = chest_ct_phantom(max(min(volume.shape[0], 6), 1), 256, rng)
         spacing = (2.5, 1.4, 1.4)
     return ImageVolume(
-        input=f"phantom:{seed}", kind="image", modality=volume.modality, pixels=pixels, spacing=spacing
+        input=f"phantom:{seed}",
+        kind="image",
+        modality=volume.modality,
+        pixels=pixels,
+        spacing=spacing,
     )
 
 
@@ -55,7 +59,9 @@ class Splice(Attack):
     def _donor(self, volume: ImageVolume, params: Params) -> ImageVolume:
         if params["donor"] == "given":
             if self.donor is None:
-                raise ValueError("these splice params need the donor image: create_attack('splice', donor=...)")
+                raise ValueError(
+                    "these splice params need the donor image: create_attack('splice', donor=...)"
+                )
             return self.donor
         return phantom_donor(volume, int(params["donor_seed"]))
 
@@ -89,12 +95,22 @@ class Splice(Attack):
         z0 = min(max(dz - slices // 2, 0), max(donor.shape[0] - slices, 0))
         content = np.empty((slices, rows, cols), dtype=np.float64)
         for k in range(slices):
-            plane = padded[min(z0 + k, donor.shape[0] - 1), dy : dy + 2 * need_y, dx : dx + 2 * need_x]
-            resized = cv2.resize(plane.astype(np.float32), None, fx=scale[1], fy=scale[0], interpolation=cv2.INTER_LINEAR)
+            plane = padded[
+                min(z0 + k, donor.shape[0] - 1), dy : dy + 2 * need_y, dx : dx + 2 * need_x
+            ]
+            resized = cv2.resize(
+                plane.astype(np.float32),
+                None,
+                fx=scale[1],
+                fy=scale[0],
+                interpolation=cv2.INTER_LINEAR,
+            )
             top = max((resized.shape[0] - rows) // 2, 0)
             left = max((resized.shape[1] - cols) // 2, 0)
             crop = resized[top : top + rows, left : left + cols]
-            content[k] = np.pad(crop, ((0, rows - crop.shape[0]), (0, cols - crop.shape[1])), mode="edge")
+            content[k] = np.pad(
+                crop, ((0, rows - crop.shape[0]), (0, cols - crop.shape[1])), mode="edge"
+            )
         content = orient(content, params["flip"], params["turn"])
         region = box_region(params, box)
         background = volume.pixels[box].astype(np.float64)

@@ -188,8 +188,13 @@ def noise_for_region(
     rng: np.random.Generator,
     context: int = 40,
     exclude: np.ndarray | None = None,
+    tissue_tolerance: float | None = None,
 ) -> tuple[np.ndarray, NoiseModel]:
     """Noise for ``pixels[box]`` whose NPS matches the authentic pixels around the box.
+
+    Real CT noise is not stationary (iterative reconstruction, edge-enhancing kernels), so with
+    ``tissue_tolerance`` the noise is learnt only from pixels of the same tissue as the site:
+    those whose smoothed value is within the tolerance of the site's median smoothed value.
 
     Args:
         pixels: the authentic ``(slices, rows, cols)`` image.
@@ -197,6 +202,7 @@ def noise_for_region(
         rng: generator for the white noise.
         context: pixels of surroundings taken on each side of the box.
         exclude: optional bool mask (same shape as ``pixels``) of pixels not to learn from.
+        tissue_tolerance: learn only from the site's tissue (same units as ``pixels``).
     """
     zs, ys, xs = box
     rows, cols = pixels.shape[1:]
@@ -207,6 +213,11 @@ def noise_for_region(
     learn = slice(max(mid - 1, 0), min(mid + 2, pixels.shape[0]))
     patch = pixels[learn, y0:y1, x0:x1]
     excl = None if exclude is None else exclude[learn, y0:y1, x0:x1]
+    if tissue_tolerance is not None:
+        smooth = np.stack([ndimage.gaussian_filter(p, 2.0) for p in patch.astype(np.float32)])
+        site = float(np.median(smooth[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]))
+        other = np.abs(smooth - site) > tissue_tolerance
+        excl = other if excl is None else (excl | other)
     try:
         model = estimate_noise(patch, excl)
     except ValueError:
