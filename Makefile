@@ -24,7 +24,7 @@ demo: install
 
 test: install
 	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" -q
-	$(PY) -m pytest -m slow -q -p no:randomly || [ $$? -eq 5 ]
+	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]
 
 bench: install
 	$(PY) benchmarks/run_all.py --quick

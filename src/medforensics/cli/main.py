@@ -15,6 +15,8 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.env",
     "medforensics.cli.demo",
     "medforensics.cli.calibrate",
+    "medforensics.cli.tamper",
+    "medforensics.cli.make_dataset",
 )
 
 
