@@ -113,11 +113,11 @@ def realism(data: Path, cases: int) -> None:
     ]
     volumes = {name: load(data, path) for name, path in CT_SERIES.items()}
     for label, attack, params in scenarios:
-        rows = [
-            measure(volume, attack, seed, **params)
-            for volume in volumes.values()
-            for seed in range(cases)
-        ]
+        per_series = {
+            name: [measure(volume, attack, seed, **params) for seed in range(cases)]
+            for name, volume in volumes.items()
+        }
+        rows = [row for series_rows in per_series.values() for row in series_rows]
         ratios = np.array([r["noise_ratio"] for r in rows])
         ratios = ratios[np.isfinite(ratios)]
         line = (
@@ -132,6 +132,15 @@ def realism(data: Path, cases: int) -> None:
                 f" {diffs.max():+.0f}]  KS {np.median(ks):.2f} [{ks.min():.2f}, {ks.max():.2f}]"
             )
         print(line, flush=True)
+        medians = []
+        for name, series_rows in per_series.items():
+            values = np.array([r["noise_ratio"] for r in series_rows])
+            values = values[np.isfinite(values)]
+            if len(values):
+                medians.append(
+                    f"{name} {np.median(values):.2f} [{values.min():.2f}, {values.max():.2f}]"
+                )
+        print("      per series: " + "; ".join(medians), flush=True)
 
 
 def load_test(data: Path, cases: int, keep: Path | None) -> None:

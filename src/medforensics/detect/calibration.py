@@ -76,18 +76,6 @@ def fit_platt(
     return PlattCalibration(a=float(a / scale), b=float(b - a * mean / scale))
 
 
-def threshold_at_fpr(authentic_scores: np.ndarray, target_fpr: float) -> float:
-    """Smallest score threshold whose false-positive rate on ``authentic_scores`` is ≤ target."""
-    scores = np.sort(np.asarray(authentic_scores, dtype=np.float64))
-    if scores.size == 0:
-        raise ValueError("no authentic scores to set a threshold on")
-    allowed = math.floor(target_fpr * scores.size)  # this many may lie at or above it
-    if allowed >= scores.size:
-        return float(scores[0])
-    above = scores[scores.size - allowed - 1]
-    return float(np.nextafter(above, np.inf))
-
-
 @dataclass
 class CalibrationRecord:
     """What a detector's calibration file holds: the map, the operating point, and provenance."""

@@ -15,14 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medforensics.detect.calibration import (
-    CalibrationRecord,
-    PlattCalibration,
-    fit_platt,
-    threshold_at_fpr,
-)
+from medforensics.detect.calibration import CalibrationRecord, PlattCalibration, fit_platt
 from medforensics.detect.types import OperatingPoint
-from medforensics.evaluate import compute_metrics, split_by_patient
+from medforensics.evaluate import compute_metrics, split_by_patient, threshold_for_fpr
 from medforensics.io.types import ImageVolume
 
 
@@ -120,8 +115,8 @@ def calibrate_cases(
     labels = np.array([c.attack is not None for c in fit_set], dtype=float)
     calibration = fit_platt(np.array([c.statistic for c in fit_set]), labels)
     authentic_probs = _probabilities(calibration, [c for c in fit_set if c.attack is None])
-    manipulated_at = min(threshold_at_fpr(authentic_probs, target_fpr), 1.0)
-    authentic_below = min(threshold_at_fpr(authentic_probs, inconclusive_fpr), manipulated_at)
+    manipulated_at = min(threshold_for_fpr(authentic_probs, target_fpr), 1.0)
+    authentic_below = min(threshold_for_fpr(authentic_probs, inconclusive_fpr), manipulated_at)
     operating_point = OperatingPoint(
         manipulated_at=float(manipulated_at),
         authentic_below=float(authentic_below),
