@@ -215,7 +215,9 @@ def noise_for_region(
     excl = None if exclude is None else exclude[learn, y0:y1, x0:x1]
     if tissue_tolerance is not None:
         smooth = np.stack([ndimage.gaussian_filter(p, 2.0) for p in patch.astype(np.float32)])
-        site = float(np.median(smooth[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]))
+        site = float(
+            np.median(smooth[:, ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0])
+        )
         other = np.abs(smooth - site) > tissue_tolerance
         excl = other if excl is None else (excl | other)
     try:
