@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # pytest workers; CI machines have 2 cores
 PYTEST_WORKERS ?= 2
 
-.PHONY: install demo test test-all bench lint format typecheck clean
+.PHONY: install demo test bench gallery lint format clean
 
 install: $(STAMP)
 
@@ -28,6 +28,9 @@ test: install
 
 bench: install
 	$(PY) benchmarks/run_all.py --quick
+
+gallery: install
+	$(PY) benchmarks/bench_dataset_builder.py gallery --out docs/gallery
 
 lint: install
 	$(VENV)/bin/ruff check src tests benchmarks
