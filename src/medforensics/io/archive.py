@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from medforensics.io.types import ReadError
+from medforensics.utils.text import human_size as _size
 
 _CHUNK_BYTES = 1 << 20
 _DRIVE = re.compile(r"^[A-Za-z]:")
@@ -275,11 +276,3 @@ def _copy_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo, ta
                 )
             destination.write(chunk)
     return written
-
-
-def _size(n_bytes: float) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if n_bytes < 1024:
-            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    return f"{n_bytes:.1f} GiB"

@@ -23,6 +23,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from medforensics.io.types import ImageVolume, ReadError, SliceRef
+from medforensics.utils.text import human_size as _size
 
 #: Largest voxel array read, in bytes (float32 output or the stored type if wider); a header
 #: declaring more is refused before any voxel is read.
@@ -247,11 +248,3 @@ def _describe(image: AnalyzeImage) -> dict[str, str]:
         attributes["scl_slope"] = f"{slope:g}"
         attributes["scl_inter"] = f"{inter:g}"
     return attributes
-
-
-def _size(n_bytes: float) -> str:
-    for unit in ("bytes", "KiB", "MiB"):
-        if n_bytes < 1024:
-            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    return f"{n_bytes:.1f} GiB"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 
@@ -33,18 +33,7 @@ Label = Literal[
     "laundering",
     "header",
 ]
-LABELS: tuple[str, ...] = (
-    "TB",
-    "TM",
-    "FB",
-    "FM",
-    "copy-move",
-    "splice",
-    "inpaint",
-    "synthetic",
-    "laundering",
-    "header",
-)
+LABELS: tuple[str, ...] = get_args(Label)
 
 Params = dict[str, Any]
 
