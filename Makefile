@@ -23,8 +23,8 @@ demo: install
 	$(VENV)/bin/medforensics demo --out demo-out
 
 test: install
-	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not slow" -q
-	$(PY) -m pytest -m slow -q || [ $$? -eq 5 ]
+	$(PY) -m pytest -m serial -q || [ $$? -eq 5 ]
+	$(PY) -m pytest -n $(PYTEST_WORKERS) -m "not serial" -q
 
 bench: install
 	$(PY) benchmarks/run_all.py --quick

@@ -1,0 +1,164 @@
+"""The local forensic network: a small fully convolutional net on noise residuals, 2.5D.
+
+What it sees. Each slice is reduced to its noise: three fixed high-pass filters (SRM-style: the
+4-neighbour Laplacian, the 3×3 and 5×5 "KV" kernels of Fridrich & Kodovský's rich models), each
+divided by that filter's robust noise level on the body of the centre slice and truncated at ±8.
+Anatomy is deliberately left out: a detector that learned what a nodule looks like would flag every
+real nodule, and would not transfer to lesions it has not seen. The residuals of the slice above and
+below are stacked with the centre slice (2.5D), so an edit that breaks the noise's continuity
+across slices, or that was made on one slice only, is visible. Normalising by the slice's own noise
+level is what lets one model work across scanners, kernels and doses.
+
+What it computes. The 9 residual channels are folded 4×4 into 144 channels at a quarter of the
+resolution (pixel unshuffle: lossless, and it keeps the noise's fine structure), then a few 3×3
+convolutions, one of them strided, give a manipulation logit every 8 pixels. That is about 0.5 GMAC
+per 512² slice, which is what makes ≥ 30 slices/s on two CPU cores possible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.networks.blocks import Convolution
+from scipy import ndimage
+from torch import nn
+from torch.nn import functional as F
+
+#: map cells are this many pixels on a side
+STRIDE = 8
+#: residuals are truncated at this many noise standard deviations
+TRUNCATE = 8.0
+#: slices of context on each side of the centre slice
+CONTEXT = 1
+#: HU above which a CT pixel is body (or table) rather than air
+BODY_HU = -500.0
+
+
+N_FILTERS = 3
+IN_CHANNELS = N_FILTERS * (2 * CONTEXT + 1)
+
+
+class ResidualFCN(nn.Module):
+    """Residual stack ``(batch, 9, H, W)`` → manipulation logits ``(batch, 1, H/8, W/8)``."""
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        folded = IN_CHANNELS * 16
+
+        def conv(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Module:
+            return Convolution(
+                spatial_dims=2,
+                in_channels=cin,
+                out_channels=cout,
+                kernel_size=k,
+                strides=stride,
+                dilation=dilation,
+                padding=dilation * (k // 2),
+                act="relu",
+                norm="batch",
+            )
+
+        self.fold = nn.PixelUnshuffle(4)
+        self.body = nn.Sequential(
+            conv(folded, width, k=1),
+            conv(width, width),
+            conv(width, 2 * width, stride=2),
+            conv(2 * width, 2 * width, dilation=2),
+            conv(2 * width, 2 * width, dilation=4),
+        )
+        self.head = nn.Conv2d(2 * width, 1, kernel_size=1)
+
+    def forward(self, residuals: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(self.fold(residuals)))
+
+
+class ResidualFilter(nn.Module):
+    """Fixed SRM-style filters per slice, ``(n, 1, H, W)`` → ``(n, 3, H, W)``.
+
+    Second differences along rows and along columns, and their product (the 3×3 "KV" kernel),
+    computed by shifts: a 1-channel convolution is slow on a CPU, shifts are not.
+    """
+
+    def forward(self, slices: torch.Tensor) -> torch.Tensor:
+        x = F.pad(slices, (1, 1, 1, 1), mode="replicate")
+        d_rows = x[..., :-2, :] - 2 * x[..., 1:-1, :] + x[..., 2:, :]  # (n,1,H,W+2)
+        d_cols = x[..., :, :-2] - 2 * x[..., :, 1:-1] + x[..., :, 2:]  # (n,1,H+2,W)
+        kv = d_rows[..., :, :-2] - 2 * d_rows[..., :, 1:-1] + d_rows[..., :, 2:]
+        return torch.cat([d_rows[..., :, 1:-1] / 2.0, d_cols[..., 1:-1, :] / 2.0, kv / 4.0], dim=1)
+
+
+def body_cells(image: np.ndarray, modality: str) -> np.ndarray:
+    """Which ``STRIDE``×``STRIDE`` cells of a slice lie mostly inside the body (cheap: on cells)."""
+    rows, cols = image.shape[0] // STRIDE, image.shape[1] // STRIDE
+    cells = image[: rows * STRIDE, : cols * STRIDE].reshape(rows, STRIDE, cols, STRIDE)
+    mean = cells.mean(axis=(1, 3))
+    if modality == "CT":
+        raw = mean > BODY_HU
+    else:
+        raw = mean > float(np.percentile(mean, 30)) if mean.size else mean > 0
+    filled = ndimage.binary_fill_holes(raw)
+    labels, count = ndimage.label(filled)
+    if count > 1:  # keep the patient, drop the table and stray bits
+        sizes = ndimage.sum_labels(filled, labels, index=np.arange(1, count + 1))
+        filled = labels == (int(np.argmax(sizes)) + 1)
+    inner = ndimage.binary_erosion(filled)  # the skin line is an edge, not texture
+    return np.asarray(inner if inner.sum() >= 16 else filled, dtype=bool)
+
+
+@dataclass
+class Prepared:
+    """Network input for a run of slices."""
+
+    residuals: torch.Tensor  # (n, 9, H, W) float32
+    cells: np.ndarray  # (n, H/8, W/8) bool: cells to score
+
+
+def _noise_scale(residual: torch.Tensor, cells: np.ndarray) -> torch.Tensor:
+    """Robust per-filter noise level ``(3,)`` of one slice's residual ``(3, H, W)`` on its body.
+
+    Measured on every 4th pixel of every 4th row (plenty for a median, and 16 times cheaper).
+    """
+    rows, cols = cells.shape
+    sub = residual[:, : rows * STRIDE : 4, : cols * STRIDE : 4]
+    inside = np.repeat(np.repeat(cells, STRIDE // 4, axis=0), STRIDE // 4, axis=1)
+    enough = inside.sum() >= 64
+    values = sub[:, torch.from_numpy(inside)] if enough else sub.reshape(N_FILTERS, -1)
+    sigma = values.abs().median(dim=1).values / 0.6745
+    return torch.clamp(sigma, min=1e-3)
+
+
+def prepare(
+    pixels: np.ndarray,
+    modality: str,
+    filters: ResidualFilter,
+    start: int = 0,
+    stop: int | None = None,
+    context: bool = True,
+) -> Prepared:
+    """Residual stacks for slices ``start:stop`` of ``pixels`` (with their neighbours as context).
+
+    Missing neighbours (first/last slice, single 2D images) repeat the centre slice, which is what
+    the network was trained to expect for isolated slices; ``context=False`` treats every slice
+    as isolated (training uses it so the network learns both cases).
+    """
+    n = pixels.shape[0]
+    stop = n if stop is None else stop
+    lo, hi = max(0, start - CONTEXT), min(n, stop + CONTEXT)
+    block = torch.from_numpy(np.ascontiguousarray(pixels[lo:hi], dtype=np.float32))
+    with torch.inference_mode():
+        res = filters(block[:, None])  # (m, 3, H, W)
+    stacks, all_cells = [], []
+    for z in range(start, stop):
+        cells = body_cells(pixels[z], modality)
+        centre = res[z - lo]
+        sigma = _noise_scale(centre, cells)[:, None, None]
+        parts = []
+        for dz in range(-CONTEXT, CONTEXT + 1):
+            k = z + dz
+            src = res[k - lo] if context and 0 <= k < n else centre
+            parts.append(torch.clamp(src / sigma, -TRUNCATE, TRUNCATE))
+        stacks.append(torch.cat(parts, dim=0))
+        all_cells.append(cells)
+    return Prepared(torch.stack(stacks), np.stack(all_cells))
