@@ -19,6 +19,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_read.py", ["--slices", "300", "--repeat", "2"], ["--slices", "300", "--repeat", "5"]),
     ("bench_scan.py", ["--slices", "64"], ["--slices", "300"]),
+    ("bench_detect.py", ["--quick"], []),
 ]
 
 
