@@ -17,6 +17,8 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.calibrate",
     "medforensics.cli.tamper",
     "medforensics.cli.make_dataset",
+    "medforensics.cli.train",
+    "medforensics.cli.evaluate",
 )
 
 
