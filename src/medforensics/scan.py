@@ -14,7 +14,7 @@ from medforensics.io.loader import LoadOptions, Skipped, load_paths
 from medforensics.io.types import ImageVolume, LoadError
 
 TOOL_NAME = "medforensics"
-DEFAULT_DETECTOR = "noise-residual"
+DEFAULT_DETECTOR = "auto"
 
 #: exit codes, ClamAV style
 EXIT_AUTHENTIC, EXIT_FLAGGED, EXIT_ERROR = 0, 1, 2

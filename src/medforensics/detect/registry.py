@@ -12,8 +12,18 @@ D = TypeVar("D", bound=type[Detector])
 
 _REGISTRY: dict[str, type[Detector]] = {}
 
-#: modules holding the built-in detectors, imported on first lookup (no import side effects)
-_BUILTIN_MODULES = ("medforensics.detect.noise_residual",)
+#: where each built-in detector lives; a module is imported only when one of its detectors is
+#: asked for, so ``noise-residual`` never pays for importing torch (no import side effects)
+_BUILTINS = {
+    "noise-residual": "medforensics.detect.noise_residual",
+    "classical": "medforensics.detect.classical",
+    "metadata": "medforensics.detect.metadata",
+    "ct-local": "medforensics.detect.local",
+    "auto": "medforensics.detect.auto",
+    "global-cnn": "medforensics.detect.global_net",
+    "global-vit": "medforensics.detect.global_net",
+    "densenet121-slice": "medforensics.detect.global_net",
+}
 
 
 def register_detector(cls: D) -> D:
@@ -26,19 +36,23 @@ def register_detector(cls: D) -> D:
     return cls
 
 
-def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
+def _load_builtins(name: str | None = None) -> None:
+    """Import the module of built-in detector ``name``, or of every built-in when None."""
+    if name is not None and name in _REGISTRY:
+        return
+    modules = {_BUILTINS[name]} if name in _BUILTINS else set(_BUILTINS.values())
+    for module in sorted(modules):
         importlib.import_module(module)
 
 
 def list_detectors() -> list[str]:
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(set(_REGISTRY) | set(_BUILTINS))
 
 
 def create_detector(name: str, **kwargs: object) -> Detector:
     """Instantiate the detector registered as ``name``."""
-    _load_builtins()
+    _load_builtins(name)
     try:
         cls: Callable[..., Detector] = _REGISTRY[name]
     except KeyError:

@@ -49,6 +49,12 @@ _DESCRIPTIVE = (
     "PhotometricInterpretation",
     "ImageType",
     "DerivationDescription",
+    "SliceThickness",
+    "RescaleIntercept",
+    "RescaleSlope",
+    "LossyImageCompression",
+    "SecondaryCaptureDeviceManufacturer",
+    "SecondaryCaptureDeviceSoftwareVersions",
 )
 
 

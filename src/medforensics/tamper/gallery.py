@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from medforensics.io.types import ImageVolume
-from medforensics.tamper.base import TamperResult
+from medforensics.tamper.base import AttackError, TamperResult
 from medforensics.tamper.registry import list_attacks, simulate
 
 CROP_PX = 160
@@ -105,7 +105,12 @@ def render_gallery(
         for attack in attacks or list_attacks(volume.modality):
             params = (overrides or {}).get((name, attack), {})
             # one seed stream per volume, so the gallery shows different draws on each
-            result = simulate(volume, attack, [seed, index], **params)
+            try:
+                result = simulate(volume, attack, [seed, index], **params)
+            except AttackError:
+                if attacks:  # asked for by name: the caller must hear why it failed
+                    raise
+                continue  # e.g. 'synthetic' without a trained generator: not for the default set
             detail = _describe(result)
             image = render_pair(volume, result, f"{name} {attack} {detail}")
             path = out / f"{name}_{attack}.png"

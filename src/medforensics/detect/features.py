@@ -1,0 +1,612 @@
+"""Handcrafted forensic features of image tiles, for the classical baseline detector.
+
+Every slice is cut into ``tile``×``tile`` tiles every ``stride`` pixels (tiles overlap when the
+stride is smaller than the tile); only tiles lying inside the body (``masks.foreground_mask``)
+are used. Each tile is described by:
+
+* **noise level** of three SRM-style high-pass residuals (first differences, second differences,
+  the 3×3 "KV" kernel of Fridrich & Kodovský): a robust log-amplitude, the mean of
+  ``log(|r| + q)``, which an edge or a vessel moves far less than a standard deviation;
+* **shape** of the KV residual's distribution: log kurtosis;
+* **quantisation**: the share of exact zeros in the first-difference and KV residuals (smooth,
+  in-painted or re-quantised content has many more);
+* **local spectrum**: a Welch estimate from Hann-windowed ``stride``-pixel blocks, giving the share
+  of power above a quarter of the sampling rate and the slope of log power against log frequency;
+* **duplicated texture** (copy-move): keypoints of the KV residual (its local maxima) whose
+  quantised 3×3 neighbourhood, hashed independently of flips, recurs elsewhere in the volume at
+  a transform (slice offset, flip, displacement) that at least ``MIN_MATCHES`` pairs agree on.
+  Authentic noise never repeats; a region cloned within the scan repeats it exactly, flipped,
+  turned or shifted in mean;
+* **context**: the tile's mean intensity (HU/1000 for CT) and log standard deviation.
+
+Absolute noise levels differ between scanners, kernels and doses, so the level, zero and spectral
+features are mostly used *relative* to what surrounds the tile: minus the median of the 16 tiles
+two strides away in the slice (the ring of the 5×5 neighbourhood, which shares no pixel with the
+tile), and minus the median of the 3×3 tiles at the same place in the slices above and below,
+each divided by the volume's own robust spread of that difference. A model trained on one
+scanner therefore sees deviations in "units of this scan's normal variation".
+Pixels at a clamp value (padding outside the reconstruction circle, the scanner's floor) are left
+out of every tile statistic.
+
+Everything is vectorised per slice: block sums on the ``stride`` grid, combined into tiles. About
+25 ms of one CPU core per 512×512 slice, 40 slices/s (``benchmarks/dev_classical.py speed``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from medforensics.detect.masks import foreground_mask
+
+#: bumped whenever a feature is computed differently, so stale model files are refused
+FEATURES_VERSION = 2
+#: the per-tile measurements every relative feature is derived from
+BASE_NAMES = (
+    "level_d1",
+    "level_d2",
+    "level_kv",
+    "zeros_d1",
+    "zeros_kv",
+    "log_kurtosis_kv",
+    "hf_share",
+    "spectral_slope",
+)
+#: base measurements also given to the model as they are (scale-free, or context)
+_ABSOLUTE = ("zeros_d1", "zeros_kv", "log_kurtosis_kv", "hf_share", "spectral_slope")
+_CONTEXT_NAMES = ("mean_intensity", "log_std_intensity", "has_adjacent_slices")
+
+#: relative features are divided by the volume's robust spread, floored at this
+_MIN_SPREAD = 1e-3
+#: images at least this many pixels on their short side get their body mask at half resolution
+_HALF_RES_FROM = 256
+#: fewer valid neighbours than this and a relative feature is 0 ("as expected")
+_MIN_NEIGHBOURS = 4
+
+
+def feature_names() -> tuple[str, ...]:
+    """Names of the feature columns, in order."""
+    plane = tuple(f"{name}_vs_plane" for name in BASE_NAMES)
+    across = tuple(f"{name}_vs_slices" for name in BASE_NAMES)
+    magnitudes = tuple(f"abs_{name}" for name in plane[:3] + across[:3])
+    return plane + across + magnitudes + _ABSOLUTE + ("duplicated_keypoints",) + _CONTEXT_NAMES
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """Where the tiles of a slice are: tile ``(i, j)`` covers rows ``i*stride : i*stride+tile``."""
+
+    tile: int = 32
+    stride: int = 16
+    min_coverage: float = 0.75
+
+    def __post_init__(self) -> None:
+        if self.stride < 4 or self.tile % self.stride:
+            raise ValueError(
+                f"tile ({self.tile}) must be a multiple of stride ({self.stride}), stride >= 4"
+            )
+
+    @property
+    def blocks_per_tile(self) -> int:
+        return self.tile // self.stride
+
+    def shape(self, rows: int, cols: int) -> tuple[int, int]:
+        """Tiles along rows and cols of a ``rows``×``cols`` image (0 when smaller than a tile)."""
+        m = self.blocks_per_tile
+        return max(rows // self.stride - m + 1, 0), max(cols // self.stride - m + 1, 0)
+
+    def centre(self, index: int) -> int:
+        """Pixel coordinate of the centre of tile ``index`` along one axis."""
+        return index * self.stride + self.tile // 2
+
+
+@dataclass
+class TileFeatures:
+    """Features of every tile of a volume.
+
+    Attributes:
+        values: ``(slices, tile_rows, tile_cols, n_features)`` float32; 0 where invalid.
+        valid: ``(slices, tile_rows, tile_cols)`` bool, tile inside the body.
+        grid: the tiling.
+        names: feature names (``feature_names()``).
+    """
+
+    values: np.ndarray
+    valid: np.ndarray
+    grid: TileGrid
+    names: tuple[str, ...]
+
+    @property
+    def n_valid(self) -> int:
+        return int(self.valid.sum())
+
+    def matrix(self) -> np.ndarray:
+        """The valid tiles' features as ``(n_valid, n_features)``."""
+        return self.values[self.valid]
+
+
+# --- per slice --------------------------------------------------------------------------------
+
+
+def _block_sum(values: np.ndarray, block: int) -> np.ndarray:
+    """Sum of every ``block``×``block`` block (a ragged edge is dropped)."""
+    rows, cols = values.shape[0] // block, values.shape[1] // block
+    trimmed = values[: rows * block, : cols * block]
+    starts_r, starts_c = np.arange(0, rows * block, block), np.arange(0, cols * block, block)
+    return np.add.reduceat(np.add.reduceat(trimmed, starts_c, axis=1), starts_r, axis=0)
+
+
+def _tile_sum(blocks: np.ndarray, m: int) -> np.ndarray:
+    """Sum of every ``m``×``m`` window of the block grid (valid windows only)."""
+    if m == 1:
+        return blocks
+    integral = np.zeros((blocks.shape[0] + 1, blocks.shape[1] + 1), dtype=np.float64)
+    integral[1:, 1:] = blocks.cumsum(0).cumsum(1)
+    return integral[m:, m:] - integral[:-m, m:] - integral[m:, :-m] + integral[:-m, :-m]
+
+
+def _quantum(image: np.ndarray) -> float:
+    """Half the value step of the data: 0.5 for integer data, else a small fraction of the noise."""
+    sample = image[::7, ::7]
+    if np.array_equal(sample, np.rint(sample)):
+        return 0.5
+    spread = float(np.median(np.abs(np.diff(sample, axis=1)))) if sample.shape[1] > 1 else 0.0
+    return max(0.02 * spread, 1e-6)
+
+
+def _radial_bins(block: int) -> tuple[np.ndarray, np.ndarray]:
+    """Matrix summing a block's rfft2 power into radial frequency bins, and the bin centres."""
+    fy = np.fft.fftfreq(block)[:, None]
+    fx = np.fft.rfftfreq(block)[None, :]
+    radius = np.sqrt(fy**2 + fx**2).ravel()
+    edges = np.linspace(1.0 / block, 0.5, 7)
+    index = np.digitize(radius, edges) - 1
+    n_bins = len(edges) - 1
+    matrix = np.zeros((radius.size, n_bins), dtype=np.float32)
+    inside = (index >= 0) & (index < n_bins)
+    matrix[np.flatnonzero(inside), index[inside]] = 1.0
+    # one-sided rfft: columns other than 0 and Nyquist stand for two frequencies
+    weight = np.where((np.arange(fx.size) == 0) | (np.arange(fx.size) == block // 2), 1.0, 2.0)
+    matrix *= np.broadcast_to(weight[None, :], (block, fx.size)).ravel()[:, None]
+    return matrix, (edges[:-1] + edges[1:]) / 2
+
+
+def _spectral(image: np.ndarray, grid: TileGrid) -> tuple[np.ndarray, np.ndarray]:
+    """Share of power above 0.25 cycles/px and log-log spectral slope, per tile."""
+    b = grid.stride
+    rows, cols = image.shape[0] // b, image.shape[1] // b
+    blocks = image[: rows * b, : cols * b].reshape(rows, b, cols, b).transpose(0, 2, 1, 3)
+    blocks = blocks - blocks.mean(axis=(2, 3), keepdims=True)
+    window = np.hanning(b + 2)[1:-1].astype(np.float32)
+    spectrum = scipy.fft.rfft2(blocks * np.outer(window, window), workers=1)
+    power = spectrum.real**2 + spectrum.imag**2
+    matrix, centres = _radial_bins(b)
+    radial = power.reshape(rows, cols, -1).astype(np.float32) @ matrix
+    m = grid.blocks_per_tile
+    tiles = np.stack([_tile_sum(radial[..., k], m) for k in range(radial.shape[-1])], axis=-1)
+    tiles = np.maximum(tiles, 1e-12)
+    high = centres > 0.25
+    hf_share = tiles[..., high].sum(-1) / tiles.sum(-1)
+    x = np.log(centres) - np.log(centres).mean()
+    slope = (np.log(tiles) @ x) / float(x @ x)
+    return hf_share, slope
+
+
+@dataclass
+class SliceMeasurements:
+    """What one slice contributes: per-tile measurements and its texture keypoints.
+
+    Attributes:
+        tiles: ``(tile_rows, tile_cols, len(BASE_NAMES) + 3)`` float64: the base measurements,
+            mean intensity, log standard deviation of intensity and body coverage; NaN where a
+            tile is outside the body.
+        keypoints: ``(rows, cols)`` of the residual keypoints, ``(k, 2)`` int64.
+        hashes: orientation-free hash of the quantised residual around each keypoint, ``(k,)``.
+        orientation: which flip (0 none, 1 left-right, 2 up-down, 3 both) gave the hash.
+    """
+
+    tiles: np.ndarray
+    keypoints: np.ndarray
+    hashes: np.ndarray
+    orientation: np.ndarray
+
+
+def _usable(image: np.ndarray) -> np.ndarray | None:
+    """Pixels not at a clamp value (padding outside the field of view, the scanner floor...).
+
+    A value counts as a clamp when it is the slice's minimum or maximum and more than 0.5 % of the
+    pixels hold it. The mask is shrunk by one pixel so no residual reaches into clamped pixels.
+    None when nothing is clamped (the common case, and the fast path).
+    """
+    clamped = np.zeros(image.shape, dtype=bool)
+    for value in (float(image.min()), float(image.max())):
+        hits = image == value
+        if hits.mean() > 0.005:
+            clamped |= hits
+    if not clamped.any():
+        return None
+    grown = clamped.copy()
+    grown[1:] |= clamped[:-1]
+    grown[:-1] |= clamped[1:]
+    grown[:, 1:] |= clamped[:, :-1]
+    grown[:, :-1] |= clamped[:, 1:]
+    return ~grown
+
+
+def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> SliceMeasurements:
+    """Per-tile base measurements and residual keypoints of one 2D slice."""
+    image = np.asarray(image, dtype=np.float32)
+    b, m = grid.stride, grid.blocks_per_tile
+    n_rows, n_cols = grid.shape(*image.shape)
+    if n_rows == 0 or n_cols == 0 or min(image.shape) < 8:
+        return SliceMeasurements(
+            np.full((n_rows, n_cols, len(BASE_NAMES) + 3), np.nan), *_no_keypoints()
+        )
+    # body mask at half resolution for large images: four times cheaper, and tiles only need
+    # its coverage (small images keep full resolution, where the mask's opening would cut
+    # through thin walls)
+    factor = 2 if min(image.shape) >= _HALF_RES_FROM else 1
+    small = image[
+        : image.shape[0] // factor * factor : factor, : image.shape[1] // factor * factor : factor
+    ]
+    mask = foreground_mask(small, modality).astype(np.float32)
+    coverage = _tile_sum(_block_sum(mask, b // factor), m) / float((grid.tile // factor) ** 2)
+    usable = _usable(image)
+    weight = None if usable is None else usable.astype(np.float32)
+    pixels_per_tile = (
+        np.full(coverage.shape, float(grid.tile**2))
+        if weight is None
+        else np.maximum(_tile_sum(_block_sum(weight, b).astype(np.float64), m), 1.0)
+    )
+
+    def tile_mean(values: np.ndarray) -> np.ndarray:
+        if weight is not None:
+            values = values * weight
+        return _tile_sum(_block_sum(values, b).astype(np.float64), m) / pixels_per_tile
+
+    q = _quantum(image)
+    padded = np.pad(image, 2, mode="reflect")
+    d1h = padded[2:-2, 3:-1] - image
+    d1v = padded[3:-1, 2:-2] - image
+    d2h_full = padded[:, 1:-3] - 2 * padded[:, 2:-2] + padded[:, 3:-1]
+    d2h = d2h_full[2:-2]
+    d2v = padded[1:-3, 2:-2] - 2 * image + padded[3:-1, 2:-2]
+    kv = -(d2h_full[1:-3] - 2 * d2h_full[2:-2] + d2h_full[3:-1]) / 4.0
+
+    def level(*residuals: np.ndarray) -> np.ndarray:
+        total = np.log(np.abs(residuals[0]) + q)
+        for r in residuals[1:]:
+            total += np.log(np.abs(r) + q)
+        return tile_mean(total) / len(residuals)
+
+    def zeros(*residuals: np.ndarray) -> np.ndarray:
+        count = sum((r == 0).astype(np.float32) for r in residuals)
+        return tile_mean(np.asarray(count)) / len(residuals)
+
+    kv2 = kv * kv
+    m2, m4 = tile_mean(kv2), tile_mean(kv2 * kv2)
+    hf_share, slope = _spectral(image, grid)
+    # centred first, so float32 squares of CT values keep their precision
+    offset = float(np.median(image[::8, ::8]))
+    centred = image - offset
+    mean_centred = tile_mean(centred)
+    var = np.maximum(tile_mean(centred * centred) - mean_centred**2, 0.0)
+    mean = mean_centred + offset
+    if modality == "CT":
+        intensity = np.clip(mean, -1100.0, 2000.0) / 1000.0
+    else:
+        low, high = np.percentile(image[::4, ::4], [1, 99])
+        intensity = (mean - low) / max(float(high - low), 1e-6)
+    tiles = np.stack(
+        [
+            level(d1h, d1v),
+            level(d2h, d2v),
+            level(kv),
+            zeros(d1h, d1v),
+            zeros(kv),
+            np.log(np.maximum(m4, 1e-12) / np.maximum(m2, 1e-12) ** 2 + 1e-6),
+            hf_share,
+            slope,
+            intensity,
+            0.5 * np.log(var + q**2),
+            coverage,
+        ],
+        axis=-1,
+    )
+    flat = var < (q**2) * 1e-2  # a constant tile (padding, burned-in block) says nothing
+    usable_share = pixels_per_tile / float(grid.tile**2)
+    tiles[(coverage < grid.min_coverage) | (usable_share < 0.5) | flat] = np.nan
+    body = np.repeat(np.repeat(mask > 0, factor, axis=0), factor, axis=1)
+    body = np.pad(body, ((0, image.shape[0] - body.shape[0]), (0, image.shape[1] - body.shape[1])))
+    if usable is not None:
+        body &= usable
+    return SliceMeasurements(tiles, *_keypoint_hashes(kv, body, q))
+
+
+# --- duplicated texture (copy-move) -----------------------------------------------------------
+
+#: keypoints are maxima of the residual magnitude over this many pixels on a side
+_PEAK = 3
+#: keypoint windows are this many pixels on a side (odd)
+_WINDOW = 3
+#: keypoints are at least this many robust noise sigmas strong
+_KEYPOINT_SIGMAS = 1.0
+#: a window with fewer non-zero quantised residuals than this is too flat to identify
+_MIN_NONZERO = 6
+#: matched keypoint pairs that share one displacement (and flip) before a copy is believed
+MIN_MATCHES = 2
+#: identical hashes shared by more keypoints than this are a repeated pattern, not a copy
+_MAX_RUN = 6
+_HASH_WEIGHTS = np.random.default_rng(20240611).integers(1, 2**62, size=49, dtype=np.int64)
+
+
+def _no_keypoints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
+
+
+def _flip_weights(window: int) -> np.ndarray:
+    """Hash weights for the four flips of a window: ``(window², 4)``.
+
+    Hashing a flipped window equals hashing the window with permuted weights, so all four flips
+    cost one matrix product.
+    """
+    base = _HASH_WEIGHTS[: window**2].reshape(window, window)
+    variants = [base, base[:, ::-1], base[::-1, :], base[::-1, ::-1]]
+    return np.stack([v.ravel() for v in variants], axis=1)
+
+
+def _local_maxima(magnitude: np.ndarray, size: int) -> np.ndarray:
+    """``magnitude`` equals the maximum of its ``size``×``size`` neighbourhood (interior only)."""
+    half = size // 2
+    rows = magnitude[:, : magnitude.shape[1] - 2 * half].copy()
+    for k in range(1, size):
+        np.maximum(rows, magnitude[:, k : magnitude.shape[1] - 2 * half + k], out=rows)
+    peak = rows[: rows.shape[0] - 2 * half].copy()
+    for k in range(1, size):
+        np.maximum(peak, rows[k : rows.shape[0] - 2 * half + k], out=peak)
+    out = np.zeros(magnitude.shape, dtype=bool)
+    out[half:-half, half:-half] = magnitude[half:-half, half:-half] == peak
+    return out
+
+
+def _keypoint_hashes(
+    kv: np.ndarray, usable: np.ndarray, q: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Keypoints (local maxima of ``|kv|``) and a flip-free hash of the residual around each.
+
+    A region copied elsewhere, even flipped, turned or shifted in mean, carries the same KV
+    residual (the filter is symmetric and ignores constants), so its keypoints and their
+    quantised windows reappear exactly at the copy.
+    """
+    magnitude = np.abs(kv)
+    sample = magnitude[::3, ::3][usable[::3, ::3]]
+    sample = sample[sample > 0]
+    if sample.size < _WINDOW**2:
+        return _no_keypoints()
+    sigma = float(np.median(sample)) / 0.6745
+    half = max(_WINDOW, _PEAK) // 2
+    candidate = _local_maxima(magnitude, _PEAK) & (magnitude > _KEYPOINT_SIGMAS * sigma) & usable
+    candidate[:half], candidate[-half:], candidate[:, :half], candidate[:, -half:] = (
+        False,
+        False,
+        False,
+        False,
+    )
+    flat = np.flatnonzero(candidate)
+    if flat.size == 0:
+        return _no_keypoints()
+    # integer data give KV residuals in quarter steps: quantise exactly there; else to sigma/8
+    step = 0.25 if q == 0.5 else max(sigma / 8.0, 1e-12)
+    reach = np.arange(-(_WINDOW // 2), _WINDOW // 2 + 1)
+    offsets = (reach[:, None] * kv.shape[1] + reach[None, :]).ravel()
+    # column by column: reductions along a short second axis are slow in numpy
+    columns = [np.rint(np.take(kv, flat + offset) / step).astype(np.int64) for offset in offsets]
+    keep = sum((column != 0).astype(np.int8) for column in columns) >= _MIN_NONZERO
+    flat = flat[keep]
+    columns = [column[keep] for column in columns]
+    weights = _flip_weights(_WINDOW)
+    hashes = [sum(c * w for c, w in zip(columns, weights[:, k], strict=True)) for k in range(4)]
+    best = hashes[0].copy()
+    orientation = np.zeros(flat.size, dtype=np.int8)
+    for k in range(1, 4):  # wraps around in int64, which is fine for a hash
+        lower = hashes[k] < best
+        best[lower] = hashes[k][lower]
+        orientation[lower] = k
+    ys, xs = np.divmod(flat, kv.shape[1])
+    return np.stack([ys, xs], axis=1).astype(np.int64), best, orientation
+
+
+def duplicated_keypoints(slices: list[SliceMeasurements]) -> list[np.ndarray]:
+    """Per slice, the ``(rows, cols)`` of keypoints whose texture is repeated elsewhere.
+
+    Pairs of keypoints with identical hashes vote for a transform (slice offset, flip and
+    displacement; for a flip the sum of the coordinates along the flipped axis is what stays
+    constant); a transform with at least ``MIN_MATCHES`` votes is a copy, and both ends of its
+    pairs are returned.
+    """
+    empty = [np.zeros((0, 2), np.int64) for _ in slices]
+    hashes = np.concatenate([np.zeros(0, np.int64), *(s.hashes for s in slices)])
+    ordered = np.sort(hashes)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    if repeated.size == 0:  # the usual case for an authentic scan: done after one sort
+        return empty
+    candidates = np.flatnonzero(np.isin(hashes, repeated))
+    ends = np.cumsum([len(s.hashes) for s in slices])
+    z = np.searchsorted(ends, candidates, side="right")
+    points = np.concatenate([s.keypoints for s in slices])[candidates]
+    flips = np.concatenate([s.orientation for s in slices])[candidates].astype(np.int64)
+    order = np.argsort(hashes[candidates], kind="stable")
+    sorted_hashes = hashes[candidates][order]
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    for lag in range(1, _MAX_RUN):
+        same = sorted_hashes[lag:] == sorted_hashes[:-lag]
+        if not same.any():
+            break
+        first.append(order[:-lag][same])
+        second.append(order[lag:][same])
+    i, j = np.concatenate(first), np.concatenate(second)
+    flip = flips[i] ^ flips[j]
+    dz = z[j] - z[i]
+    dy = np.where(flip & 2, points[j, 0] + points[i, 0], points[j, 0] - points[i, 0])
+    dx = np.where(flip & 1, points[j, 1] + points[i, 1], points[j, 1] - points[i, 1])
+    _, inverse, votes = np.unique(
+        np.stack([flip, dz, dy, dx], axis=1), axis=0, return_inverse=True, return_counts=True
+    )
+    believed = votes[inverse.ravel()] >= MIN_MATCHES
+    hit = np.unique(np.concatenate([i[believed], j[believed]]))
+    return [points[hit[z[hit] == k]] for k in range(len(slices))]
+
+
+def _keypoint_counts(points: np.ndarray, grid: TileGrid, shape: tuple[int, int]) -> np.ndarray:
+    """How many of ``points`` fall in each tile of the grid."""
+    b = grid.stride
+    blocks = np.zeros((shape[0] // b, shape[1] // b))
+    if len(points):
+        by, bx = points[:, 0] // b, points[:, 1] // b
+        keep = (by < blocks.shape[0]) & (bx < blocks.shape[1])
+        np.add.at(blocks, (by[keep], bx[keep]), 1.0)
+    return _tile_sum(blocks, grid.blocks_per_tile)
+
+
+# --- across the volume ------------------------------------------------------------------------
+
+
+def _neighbour_stack(values: np.ndarray, offsets: list[tuple[int, int, int]]) -> np.ndarray:
+    """``values`` (S, R, C, F) shifted by each offset, NaN-padded: (S, R, C, F, len(offsets)).
+
+    The neighbour axis is last and contiguous, which makes the median's sort several times faster.
+    """
+    pad = max(max(abs(o) for o in offset) for offset in offsets)
+    padded = np.pad(
+        values.astype(np.float32),
+        ((pad, pad), (pad, pad), (pad, pad), (0, 0)),
+        constant_values=np.nan,
+    )
+    s, r, c = values.shape[:3]
+    stack = np.empty((*values.shape, len(offsets)), dtype=np.float32)
+    for k, (dz, dy, dx) in enumerate(offsets):
+        stack[..., k] = padded[
+            pad + dz : pad + dz + s, pad + dy : pad + dy + r, pad + dx : pad + dx + c
+        ]
+    return stack
+
+
+def _nan_median(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median over the last axis ignoring NaN (sorted; NaN go last), and the count of values."""
+    counts = np.sum(~np.isnan(stack), axis=-1)
+    ordered = np.sort(stack, axis=-1)
+    lower = np.take_along_axis(ordered, np.maximum((counts - 1) // 2, 0)[..., None], axis=-1)
+    upper = np.take_along_axis(ordered, np.maximum(counts // 2, 0)[..., None], axis=-1)
+    return (lower[..., 0] + upper[..., 0]) / 2, counts
+
+
+def _relative(
+    values: np.ndarray, offsets: list[tuple[int, int, int]], slices: np.ndarray | None = None
+) -> np.ndarray:
+    """Each tile minus the median of its neighbours at ``offsets``, in robust-spread units.
+
+    The spread is measured over the tiles of ``slices`` (a boolean per slice; default all).
+    """
+    expected, counts = _nan_median(_neighbour_stack(values, offsets))
+    deviation = values - expected
+    deviation[counts < _MIN_NEIGHBOURS] = np.nan
+    out = np.zeros_like(deviation)
+    for k in range(values.shape[-1]):
+        column = deviation[..., k]
+        measured = column if slices is None else column[slices]
+        finite = measured[np.isfinite(measured)]
+        if finite.size < 8:
+            continue
+        centre = float(np.median(finite))
+        spread = max(1.4826 * float(np.median(np.abs(finite - centre))), _MIN_SPREAD)
+        out[..., k] = np.nan_to_num((column - centre) / spread, nan=0.0)
+    return np.clip(out, -20.0, 20.0)
+
+
+#: in-plane neighbours: the ring of tiles two strides away, the nearest that share no pixel with
+#: the tile itself (a manipulation also covers half of each adjacent, overlapping tile)
+_PLANE = [(0, dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
+_ACROSS = [(dz, dy, dx) for dz in (-1, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+
+
+def volume_features(
+    pixels: np.ndarray,
+    modality: str,
+    grid: TileGrid | None = None,
+    slice_context: bool = True,
+    workers: int = 1,
+) -> TileFeatures:
+    """Tile features of a ``(slices, rows, cols)`` volume.
+
+    Args:
+        pixels: HU for CT, stored values otherwise.
+        modality: DICOM modality code (chooses the body mask and intensity scaling).
+        grid: the tiling (default 32-pixel tiles every 16 pixels).
+        slice_context: compare tiles with the slices above and below (all but the first and
+            last slice); False treats every slice as a separate 2D image (what a single slice
+            gets anyway).
+        workers: threads for the per-slice work (numpy releases the GIL in the heavy parts).
+    """
+    grid = grid or TileGrid()
+    if pixels.ndim != 3:
+        raise ValueError(f"pixels must be (slices, rows, cols), got shape {pixels.shape}")
+    if workers > 1 and pixels.shape[0] > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            per_slice = list(pool.map(lambda im: slice_measurements(im, modality, grid), pixels))
+    else:
+        per_slice = [slice_measurements(image, modality, grid) for image in pixels]
+    raw = np.stack([measured.tiles for measured in per_slice])
+    duplicates = duplicated_keypoints(per_slice)
+    copied = np.stack([_keypoint_counts(points, grid, pixels.shape[1:]) for points in duplicates])[
+        ..., None
+    ]
+    n_base = len(BASE_NAMES)
+    base = raw[..., :n_base]
+    valid = np.isfinite(raw).all(axis=-1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        plane = _relative(base, _PLANE)
+        # the first and last slices have a neighbour on one side only, and at the ends of a
+        # scan helical reconstruction makes the noise differ anyway: no slice context there
+        inner = np.zeros(pixels.shape[0], dtype=bool)
+        if slice_context and pixels.shape[0] >= 3:
+            inner[1:-1] = True
+        across = np.zeros_like(base)
+        if inner.any():
+            across = _relative(base, _ACROSS, inner)
+            across[~inner] = 0.0
+    absolute = base[..., [BASE_NAMES.index(name) for name in _ABSOLUTE]]
+    has_adjacent = np.broadcast_to(inner[:, None, None, None], (*raw.shape[:3], 1))
+    context = np.concatenate(
+        [raw[..., n_base : n_base + 2], has_adjacent.astype(raw.dtype)], axis=-1
+    )
+    values = np.concatenate(
+        [
+            plane,
+            across,
+            np.abs(plane[..., :3]),
+            np.abs(across[..., :3]),
+            absolute,
+            np.log1p(copied),
+            context,
+        ],
+        axis=-1,
+    )
+    values = np.where(valid[..., None], np.nan_to_num(values), 0.0).astype(np.float32)
+    return TileFeatures(values=values, valid=valid, grid=grid, names=feature_names())
+
+
+def tile_overlap(mask: np.ndarray, grid: TileGrid) -> np.ndarray:
+    """Fraction of each tile covered by a boolean ``(slices, rows, cols)`` mask."""
+    m = grid.blocks_per_tile
+    return np.stack(
+        [
+            _tile_sum(_block_sum(plane.astype(np.float32), grid.stride), m) / float(grid.tile**2)
+            for plane in mask
+        ]
+    )
