@@ -198,3 +198,41 @@ def test_model_card_carries_training_and_validation(model: ClassicalModel) -> No
     assert model.card["validation"]["authentic_cases"] == 4
     assert model.card["training_tiles"]["positive"] > 0
     assert dataclasses.asdict(model.grid) == {"tile": 32, "stride": 16, "min_coverage": 0.75}
+
+
+def _series_with_copies() -> np.ndarray:
+    """40 slices of 256x256 with a copy across slices, a flipped copy and a repeated slice."""
+    pixels = np.rint(chest_ct_phantom(40, 256, np.random.default_rng(70)))
+    tampered = pixels.copy()
+    tampered[17, 80:120, 150:190] = pixels[3, 80:120, 100:140]
+    tampered[25, 100:140, 60:100] = pixels[25, 60:100, 60:100][:, ::-1] + 7
+    tampered[33] = pixels[9]
+    return tampered
+
+
+def test_streaming_in_chunks_scores_like_the_whole_volume(model: ClassicalModel) -> None:
+    volume = _volume(_series_with_copies())
+    # the reference: the whole volume in one chunk (what the detector did before streaming)
+    whole = volume.shape[0]
+    reference_features = model.features(volume, chunk_slices=whole)
+    reference = ClassicalDetector(model, chunk_slices=whole).detect(volume)
+    copied = reference_features.values[..., model.feature_names.index("duplicated_keypoints")]
+    # the copy from slice 3 to slice 17 is found on both sides, in different chunks below
+    assert copied[3].max() > 0 and copied[17].max() > 0 and copied[33].max() > 0
+    for chunk in (1, 7):
+        features = model.features(volume, chunk_slices=chunk)
+        np.testing.assert_array_equal(features.valid, reference_features.valid)
+        np.testing.assert_array_equal(features.values, reference_features.values)
+        detection = ClassicalDetector(model, chunk_slices=chunk).detect(volume)
+        assert detection.score == pytest.approx(reference.score, abs=1e-6)
+        assert detection.verdict == reference.verdict
+        assert detection.anomaly_map is not None and reference.anomaly_map is not None
+        np.testing.assert_allclose(detection.anomaly_map, reference.anomaly_map, atol=1e-6)
+        assert [(f.slice, f.row, f.col) for f in detection.findings] == [
+            (f.slice, f.row, f.col) for f in reference.findings
+        ]
+
+
+def test_chunk_size_must_be_positive(model: ClassicalModel) -> None:
+    with pytest.raises(ValueError, match="chunk_slices"):
+        ClassicalDetector(model, chunk_slices=0)

@@ -34,6 +34,7 @@ import numpy as np
 from medforensics.detect.base import Detector
 from medforensics.detect.calibration import PlattCalibration, fit_platt
 from medforensics.detect.features import (
+    CHUNK_SLICES,
     FEATURES_VERSION,
     TileFeatures,
     TileGrid,
@@ -116,11 +117,19 @@ class ClassicalModel:
                 hidden = np.maximum(hidden, 0.0)
         return np.asarray(hidden[:, 0])
 
-    def tile_logits(self, features: TileFeatures) -> np.ndarray:
-        """``(slices, tile_rows, tile_cols)`` logits, NaN outside the body."""
+    def tile_logits(self, features: TileFeatures, chunk_slices: int = CHUNK_SLICES) -> np.ndarray:
+        """``(slices, tile_rows, tile_cols)`` logits, NaN outside the body.
+
+        Scored ``chunk_slices`` slices at a time, so the float64 copies the model works on
+        stay small; the result does not depend on it.
+        """
         out = np.full(features.valid.shape, np.nan)
-        if features.n_valid:
-            out[features.valid] = self.logits(features.matrix())
+        step = max(chunk_slices, 1)
+        for start in range(0, len(features.valid), step):
+            part = slice(start, start + step)
+            valid = features.valid[part]
+            if valid.any():
+                out[part][valid] = self.logits(features.values[part][valid])
         return out
 
     def tile_probabilities(self, tile_logits: np.ndarray) -> np.ndarray:
@@ -145,8 +154,17 @@ class ClassicalModel:
         top = np.partition(values, values.size - self.top_k)[-self.top_k :]
         return float(top.mean()) - self.size_correction(values.size)
 
-    def features(self, volume: ImageVolume, workers: int = 1) -> TileFeatures:
-        return volume_features(volume.pixels, volume.modality, self.grid, workers=workers)
+    def features(
+        self, volume: ImageVolume, workers: int = 1, chunk_slices: int = CHUNK_SLICES
+    ) -> TileFeatures:
+        """Tile features of ``volume``, streamed ``chunk_slices`` slices at a time."""
+        return volume_features(
+            volume.pixels,
+            volume.modality,
+            self.grid,
+            workers=workers,
+            chunk_slices=chunk_slices,
+        )
 
     # --- persistence ------------------------------------------------------------------------
 
@@ -264,8 +282,12 @@ class ClassicalDetector(Detector):
         model: str | Path | ClassicalModel | None = None,
         max_findings: int = 5,
         workers: int = 1,
+        chunk_slices: int = CHUNK_SLICES,
     ) -> None:
         """Load ``model`` (a path or a ``ClassicalModel``), by default the shipped one.
+
+        ``workers`` threads measure slices; ``chunk_slices`` slices are processed at a time
+        (it bounds the memory a long series needs, never changes a score).
 
         Raises:
             ModelFileError: no model given and none shipped, or the file is unusable.
@@ -274,8 +296,11 @@ class ClassicalDetector(Detector):
             self.model = model
         else:
             self.model = ClassicalModel.load(model if model is not None else default_model_path())
+        if chunk_slices < 1:
+            raise ValueError(f"chunk_slices must be at least 1, got {chunk_slices}")
         self.max_findings = max_findings
         self.workers = workers
+        self.chunk_slices = chunk_slices
 
     def supports(self, volume: ImageVolume) -> bool:
         return volume.modality in self.model.modalities
@@ -290,7 +315,8 @@ class ClassicalDetector(Detector):
 
     def statistic(self, volume: ImageVolume) -> float:
         """The raw, uncalibrated volume statistic (NaN when the image cannot be assessed)."""
-        return self.model.statistic(self.model.tile_logits(self.model.features(volume)))
+        features = self.model.features(volume, self.workers, self.chunk_slices)
+        return self.model.statistic(self.model.tile_logits(features, self.chunk_slices))
 
     def detect(self, volume: ImageVolume) -> Detection:
         if not self.supports(volume):
@@ -303,8 +329,8 @@ class ClassicalDetector(Detector):
                     f"a {volume.modality} image cannot be assessed with it"
                 ],
             )
-        features = self.model.features(volume, self.workers)
-        logits = self.model.tile_logits(features)
+        features = self.model.features(volume, self.workers, self.chunk_slices)
+        logits = self.model.tile_logits(features, self.chunk_slices)
         statistic = self.model.statistic(logits)
         if math.isnan(statistic):
             return Detection(

@@ -30,11 +30,15 @@ out of every tile statistic.
 
 Everything is vectorised per slice: block sums on the ``stride`` grid, combined into tiles. About
 25 ms of one CPU core per 512×512 slice, 40 slices/s (``benchmarks/dev_classical.py speed``).
+A volume is streamed a few slices at a time (``CHUNK_SLICES``): only per-tile measurements and
+compact keypoint hashes are kept, never per-pixel copies of the volume, and the result does not
+depend on the chunk size.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -200,19 +204,30 @@ def _spectral(image: np.ndarray, grid: TileGrid) -> tuple[np.ndarray, np.ndarray
 class SliceMeasurements:
     """What one slice contributes: per-tile measurements and its texture keypoints.
 
+    Kept compact (13 bytes a keypoint), since a volume's keypoints are all held until the
+    copy-move search has seen every slice.
+
     Attributes:
         tiles: ``(tile_rows, tile_cols, len(BASE_NAMES) + 3)`` float64: the base measurements,
             mean intensity, log standard deviation of intensity and body coverage; NaN where a
             tile is outside the body.
-        keypoints: ``(rows, cols)`` of the residual keypoints, ``(k, 2)`` int64.
+        positions: where the residual keypoints are, as flat indices ``row * width + col``,
+            ``(k,)`` int32 (int64 for images of 2**31 pixels or more).
         hashes: orientation-free hash of the quantised residual around each keypoint, ``(k,)``.
         orientation: which flip (0 none, 1 left-right, 2 up-down, 3 both) gave the hash.
+        width: columns of the slice, to turn ``positions`` back into rows and columns.
     """
 
     tiles: np.ndarray
-    keypoints: np.ndarray
+    positions: np.ndarray
     hashes: np.ndarray
     orientation: np.ndarray
+    width: int = 1
+
+    @property
+    def keypoints(self) -> np.ndarray:
+        """``(rows, cols)`` of the keypoints, ``(k, 2)`` int64."""
+        return _rows_cols(self.positions, self.width)
 
 
 def _usable(image: np.ndarray) -> np.ndarray | None:
@@ -244,7 +259,7 @@ def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> Slic
     n_rows, n_cols = grid.shape(*image.shape)
     if n_rows == 0 or n_cols == 0 or min(image.shape) < 8:
         return SliceMeasurements(
-            np.full((n_rows, n_cols, len(BASE_NAMES) + 3), np.nan), *_no_keypoints()
+            np.full((n_rows, n_cols, len(BASE_NAMES) + 3), np.nan), *_no_keypoints(), image.shape[1]
         )
     # body mask at half resolution for large images: four times cheaper, and tiles only need
     # its coverage (small images keep full resolution, where the mask's opening would cut
@@ -324,7 +339,7 @@ def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> Slic
     body = np.pad(body, ((0, image.shape[0] - body.shape[0]), (0, image.shape[1] - body.shape[1])))
     if usable is not None:
         body &= usable
-    return SliceMeasurements(tiles, *_keypoint_hashes(kv, body, q))
+    return SliceMeasurements(tiles, *_keypoint_hashes(kv, body, q), image.shape[1])
 
 
 # --- duplicated texture (copy-move) -----------------------------------------------------------
@@ -345,7 +360,13 @@ _HASH_WEIGHTS = np.random.default_rng(20240611).integers(1, 2**62, size=49, dtyp
 
 
 def _no_keypoints() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return np.zeros((0, 2), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8)
+    return np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int8)
+
+
+def _rows_cols(positions: np.ndarray, width: int) -> np.ndarray:
+    """Flat pixel indices as ``(k, 2)`` int64 rows and columns."""
+    ys, xs = np.divmod(positions.astype(np.int64), width)
+    return np.stack([ys, xs], axis=1)
 
 
 def _flip_weights(window: int) -> np.ndarray:
@@ -416,11 +437,154 @@ def _keypoint_hashes(
         lower = hashes[k] < best
         best[lower] = hashes[k][lower]
         orientation[lower] = k
-    ys, xs = np.divmod(flat, kv.shape[1])
-    return np.stack([ys, xs], axis=1).astype(np.int64), best, orientation
+    positions = flat.astype(np.int32 if kv.size < 2**31 else np.int64)
+    return positions, best, orientation
 
 
-def duplicated_keypoints(slices: list[SliceMeasurements]) -> list[np.ndarray]:
+class KeypointTable:
+    """The residual keypoints of a whole volume, gathered slice by slice, compactly.
+
+    Only what the copy-move search needs is kept (flat position, hash, flip: 13 bytes a
+    keypoint), never the slices themselves, so a volume can be measured a few slices at a time.
+    """
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.counts: list[int] = []
+        self._positions: list[np.ndarray] = [np.zeros(0, np.int32)]
+        self._hashes: list[np.ndarray] = [np.zeros(0, np.int64)]
+        self._flips: list[np.ndarray] = [np.zeros(0, np.int8)]
+
+    @classmethod
+    def of(cls, slices: Sequence[SliceMeasurements]) -> KeypointTable:
+        table = cls(slices[0].width if slices else 1)
+        for measured in slices:
+            table.add(measured)
+        return table
+
+    def add(self, measured: SliceMeasurements) -> None:
+        """Append the next slice's keypoints."""
+        self.counts.append(len(measured.hashes))
+        self._positions.append(measured.positions)
+        self._hashes.append(measured.hashes)
+        self._flips.append(measured.orientation)
+
+    @staticmethod
+    def _joined(parts: list[np.ndarray]) -> np.ndarray:
+        """The parts as one array, which replaces them (never two copies for long)."""
+        if len(parts) > 1:
+            joined = np.concatenate(parts)
+            parts[:] = [joined]
+        return parts[0]
+
+    def duplicated(self) -> list[np.ndarray]:
+        """Per slice, the flat positions of keypoints whose texture recurs elsewhere.
+
+        See ``duplicated_keypoints``; pairs are formed and voted on a block at a time, so the
+        memory needed stays small even when most of the volume repeats (duplicated slices).
+        """
+        hashes = self._joined(self._hashes)
+        positions = self._joined(self._positions)
+        flips = self._joined(self._flips)
+        ends = np.cumsum(np.asarray(self.counts, dtype=np.int64))
+        hit = _duplicated(hashes, positions, flips, ends, self.width)
+        return [
+            positions[end - count : end][hit[end - count : end]]
+            for end, count in zip(ends.tolist(), self.counts, strict=True)
+        ]
+
+
+#: keypoint pairs are formed and voted on this many sorted keypoints at a time
+_PAIR_BLOCK = 1 << 18
+
+
+def _duplicated(
+    hashes: np.ndarray, positions: np.ndarray, flips: np.ndarray, ends: np.ndarray, width: int
+) -> np.ndarray:
+    """Which keypoints (all slices, in order) belong to a believed copy: ``(n,)`` bool."""
+    hit = np.zeros(hashes.size, dtype=bool)
+    ordered = np.sort(hashes)
+    if not (ordered[1:] == ordered[:-1]).any():  # the usual case for an authentic scan
+        return hit
+    del ordered
+    # keypoints sharing a hash, by hash and then volume order (a stable sort): the pairs are
+    # the ones at most _MAX_RUN - 1 apart within a run of one hash
+    order = np.argsort(hashes, kind="stable")
+    sorted_hashes = hashes[order]
+    shared = np.zeros(hashes.size, dtype=bool)
+    shared[1:] = sorted_hashes[1:] == sorted_hashes[:-1]
+    shared[:-1] |= shared[1:].copy()
+    ranked = order[shared]
+    del order
+    ranked_hashes = sorted_hashes[shared]
+    del sorted_hashes, shared
+    n_slices = len(ends)
+    rows = int(positions.max()) // width + 1
+    shape = (2 * n_slices + 1, 3 * rows + 1, 3 * width + 1)
+
+    def pairs(start: int, stop: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Pairs starting at ranks ``start:stop``, with one int64 code per transform."""
+        for lag in range(1, _MAX_RUN):
+            end = min(stop, ranked.size - lag)
+            if end <= start:
+                break
+            same = ranked_hashes[start + lag : end + lag] == ranked_hashes[start:end]
+            i, j = ranked[start:end][same], ranked[start + lag : end + lag][same]
+            yield i, j, _transform_code(i, j, positions, flips, ends, width, shape)
+
+    codes, votes = np.zeros(0, np.int64), np.zeros(0, np.int64)
+    for start in range(0, ranked.size, _PAIR_BLOCK):
+        for _, _, code in pairs(start, start + _PAIR_BLOCK):
+            codes, votes = _add_votes(codes, votes, code)
+    believed_codes = codes[votes >= MIN_MATCHES]
+    if believed_codes.size == 0:
+        return hit
+    for start in range(0, ranked.size, _PAIR_BLOCK):
+        for i, j, code in pairs(start, start + _PAIR_BLOCK):
+            believed = np.isin(code, believed_codes)
+            hit[i[believed]] = True
+            hit[j[believed]] = True
+    return hit
+
+
+def _transform_code(
+    i: np.ndarray,
+    j: np.ndarray,
+    positions: np.ndarray,
+    flips: np.ndarray,
+    ends: np.ndarray,
+    width: int,
+    shape: tuple[int, int, int],
+) -> np.ndarray:
+    """One int64 per pair for the transform taking keypoint ``i`` to ``j``.
+
+    The transform is the flip between them and the slice offset and displacement; for a flip
+    the sum of the coordinates along the flipped axis is what stays constant. Every part is
+    offset to be non-negative and packed into one integer, one code per distinct transform.
+    """
+    flip = (flips[i] ^ flips[j]).astype(np.int64)
+    dz = np.searchsorted(ends, j, side="right") - np.searchsorted(ends, i, side="right")
+    yi, xi = np.divmod(positions[i].astype(np.int64), width)
+    yj, xj = np.divmod(positions[j].astype(np.int64), width)
+    dy = np.where(flip & 2, yj + yi, yj - yi)
+    dx = np.where(flip & 1, xj + xi, xj - xi)
+    n_z, n_y, n_x = shape
+    return ((flip * n_z + dz + n_z // 2) * n_y + dy + n_y // 3) * n_x + dx + n_x // 3
+
+
+def _add_votes(
+    codes: np.ndarray, votes: np.ndarray, new: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Merge the codes of new pairs into the sorted tally of ``codes`` and their ``votes``."""
+    if new.size == 0:
+        return codes, votes
+    values, counts = np.unique(new, return_counts=True)
+    merged, inverse = np.unique(np.concatenate([codes, values]), return_inverse=True)
+    tally = np.bincount(inverse.ravel(), np.concatenate([votes, counts]), minlength=merged.size)
+    return merged, tally.astype(np.int64)
+
+
+def duplicated_keypoints(slices: Sequence[SliceMeasurements]) -> list[np.ndarray]:
     """Per slice, the ``(rows, cols)`` of keypoints whose texture is repeated elsewhere.
 
     Pairs of keypoints with identical hashes vote for a transform (slice offset, flip and
@@ -428,42 +592,12 @@ def duplicated_keypoints(slices: list[SliceMeasurements]) -> list[np.ndarray]:
     constant); a transform with at least ``MIN_MATCHES`` votes is a copy, and both ends of its
     pairs are returned.
     """
-    empty = [np.zeros((0, 2), np.int64) for _ in slices]
-    hashes = np.concatenate([np.zeros(0, np.int64), *(s.hashes for s in slices)])
-    ordered = np.sort(hashes)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    if repeated.size == 0:  # the usual case for an authentic scan: done after one sort
-        return empty
-    candidates = np.flatnonzero(np.isin(hashes, repeated))
-    ends = np.cumsum([len(s.hashes) for s in slices])
-    z = np.searchsorted(ends, candidates, side="right")
-    points = np.concatenate([s.keypoints for s in slices])[candidates]
-    flips = np.concatenate([s.orientation for s in slices])[candidates].astype(np.int64)
-    order = np.argsort(hashes[candidates], kind="stable")
-    sorted_hashes = hashes[candidates][order]
-    first: list[np.ndarray] = []
-    second: list[np.ndarray] = []
-    for lag in range(1, _MAX_RUN):
-        same = sorted_hashes[lag:] == sorted_hashes[:-lag]
-        if not same.any():
-            break
-        first.append(order[:-lag][same])
-        second.append(order[lag:][same])
-    i, j = np.concatenate(first), np.concatenate(second)
-    flip = flips[i] ^ flips[j]
-    dz = z[j] - z[i]
-    dy = np.where(flip & 2, points[j, 0] + points[i, 0], points[j, 0] - points[i, 0])
-    dx = np.where(flip & 1, points[j, 1] + points[i, 1], points[j, 1] - points[i, 1])
-    _, inverse, votes = np.unique(
-        np.stack([flip, dz, dy, dx], axis=1), axis=0, return_inverse=True, return_counts=True
-    )
-    believed = votes[inverse.ravel()] >= MIN_MATCHES
-    hit = np.unique(np.concatenate([i[believed], j[believed]]))
-    return [points[hit[z[hit] == k]] for k in range(len(slices))]
+    table = KeypointTable.of(slices)
+    return [_rows_cols(found, table.width) for found in table.duplicated()]
 
 
 def _keypoint_counts(points: np.ndarray, grid: TileGrid, shape: tuple[int, int]) -> np.ndarray:
-    """How many of ``points`` fall in each tile of the grid."""
+    """How many of ``points`` (``(k, 2)`` rows and columns) fall in each tile of the grid."""
     b = grid.stride
     blocks = np.zeros((shape[0] // b, shape[1] // b))
     if len(points):
@@ -476,22 +610,25 @@ def _keypoint_counts(points: np.ndarray, grid: TileGrid, shape: tuple[int, int])
 # --- across the volume ------------------------------------------------------------------------
 
 
-def _neighbour_stack(values: np.ndarray, offsets: list[tuple[int, int, int]]) -> np.ndarray:
-    """``values`` (S, R, C, F) shifted by each offset, NaN-padded: (S, R, C, F, len(offsets)).
+def _neighbour_stack(
+    values: np.ndarray, offsets: list[tuple[int, int, int]], start: int, stop: int
+) -> np.ndarray:
+    """Slices ``start:stop`` of ``values`` (S, R, C, F) shifted by each offset, NaN-padded.
 
-    The neighbour axis is last and contiguous, which makes the median's sort several times faster.
+    Shape ``(stop - start, R, C, F, len(offsets))``: only the slices asked for, so a volume is
+    done a few slices at a time. The neighbour axis is last and contiguous, which makes the
+    median's sort several times faster.
     """
     pad = max(max(abs(o) for o in offset) for offset in offsets)
-    padded = np.pad(
-        values.astype(np.float32),
-        ((pad, pad), (pad, pad), (pad, pad), (0, 0)),
-        constant_values=np.nan,
-    )
     s, r, c = values.shape[:3]
-    stack = np.empty((*values.shape, len(offsets)), dtype=np.float32)
+    n = stop - start
+    low, high = max(start - pad, 0), min(stop + pad, s)
+    padded = np.full((n + 2 * pad, r + 2 * pad, c + 2 * pad, values.shape[3]), np.nan, np.float32)
+    padded[low - start + pad : high - start + pad, pad : pad + r, pad : pad + c] = values[low:high]
+    stack = np.empty((n, r, c, values.shape[3], len(offsets)), dtype=np.float32)
     for k, (dz, dy, dx) in enumerate(offsets):
         stack[..., k] = padded[
-            pad + dz : pad + dz + s, pad + dy : pad + dy + r, pad + dx : pad + dx + c
+            pad + dz : pad + dz + n, pad + dy : pad + dy + r, pad + dx : pad + dx + c
         ]
     return stack
 
@@ -505,33 +642,97 @@ def _nan_median(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (lower[..., 0] + upper[..., 0]) / 2, counts
 
 
-def _relative(
-    values: np.ndarray, offsets: list[tuple[int, int, int]], slices: np.ndarray | None = None
+def _deviation(
+    values: np.ndarray, offsets: list[tuple[int, int, int]], chunk_slices: int
 ) -> np.ndarray:
-    """Each tile minus the median of its neighbours at ``offsets``, in robust-spread units.
+    """Each tile minus the median of its neighbours at ``offsets`` (NaN with too few), float64.
 
-    The spread is measured over the tiles of ``slices`` (a boolean per slice; default all).
+    Done ``chunk_slices`` slices at a time (each needs its neighbour slices only as they are).
     """
-    expected, counts = _nan_median(_neighbour_stack(values, offsets))
-    deviation = values - expected
-    deviation[counts < _MIN_NEIGHBOURS] = np.nan
-    out = np.zeros_like(deviation)
-    for k in range(values.shape[-1]):
-        column = deviation[..., k]
-        measured = column if slices is None else column[slices]
-        finite = measured[np.isfinite(measured)]
-        if finite.size < 8:
-            continue
-        centre = float(np.median(finite))
-        spread = max(1.4826 * float(np.median(np.abs(finite - centre))), _MIN_SPREAD)
-        out[..., k] = np.nan_to_num((column - centre) / spread, nan=0.0)
-    return np.clip(out, -20.0, 20.0)
+    deviation = np.empty(values.shape, dtype=np.float64)
+    for start in range(0, values.shape[0], chunk_slices):
+        stop = min(start + chunk_slices, values.shape[0])
+        expected, counts = _nan_median(_neighbour_stack(values, offsets, start, stop))
+        part = values[start:stop] - expected
+        part[counts < _MIN_NEIGHBOURS] = np.nan
+        deviation[start:stop] = part
+    return deviation
+
+
+@dataclass(frozen=True)
+class _RobustScale:
+    """Per feature column: the volume's median deviation and robust spread (None: too few)."""
+
+    centre: tuple[float, ...]
+    spread: tuple[float | None, ...]
+
+    @staticmethod
+    def of(deviation: np.ndarray, slices: np.ndarray | None = None) -> _RobustScale:
+        """Measured over the tiles of ``slices`` (a boolean per slice; default all)."""
+        centres: list[float] = []
+        spreads: list[float | None] = []
+        for k in range(deviation.shape[-1]):
+            column = deviation[..., k]
+            measured = column if slices is None else column[slices]
+            finite = measured[np.isfinite(measured)]
+            if finite.size < 8:
+                centres.append(0.0)
+                spreads.append(None)
+                continue
+            centre = float(np.median(finite))
+            centres.append(centre)
+            spreads.append(max(1.4826 * float(np.median(np.abs(finite - centre))), _MIN_SPREAD))
+        return _RobustScale(tuple(centres), tuple(spreads))
+
+    def apply(self, deviation: np.ndarray) -> np.ndarray:
+        """Deviations in robust-spread units, 0 where unknown, clipped to +-20."""
+        out = np.zeros(deviation.shape, dtype=np.float64)
+        for k, (centre, spread) in enumerate(zip(self.centre, self.spread, strict=True)):
+            if spread is not None:
+                out[..., k] = np.nan_to_num((deviation[..., k] - centre) / spread, nan=0.0)
+        return np.clip(out, -20.0, 20.0, out=out)
 
 
 #: in-plane neighbours: the ring of tiles two strides away, the nearest that share no pixel with
 #: the tile itself (a manipulation also covers half of each adjacent, overlapping tile)
 _PLANE = [(0, dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if max(abs(dy), abs(dx)) == 2]
 _ACROSS = [(dz, dy, dx) for dz in (-1, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+#: slices in flight at once; any value gives the same features, this bounds the memory
+CHUNK_SLICES = 8
+
+
+def measure_volume(
+    pixels: np.ndarray,
+    modality: str,
+    grid: TileGrid,
+    workers: int = 1,
+    chunk_slices: int = CHUNK_SLICES,
+) -> tuple[np.ndarray, KeypointTable]:
+    """Per-slice measurements of a volume, ``chunk_slices`` slices at a time.
+
+    Returns the stacked ``SliceMeasurements.tiles`` (``(slices, tile_rows, tile_cols, k)``) and
+    the volume's keypoints. Only these small per-tile and per-keypoint records are kept: each
+    slice is read as it is measured (``pixels`` may be a memory map), its pixel-sized
+    temporaries freed before the next chunk.
+    """
+    n_slices, rows, cols = pixels.shape
+    tiles = np.empty((n_slices, *grid.shape(rows, cols), len(BASE_NAMES) + 3), dtype=np.float64)
+    keypoints = KeypointTable(cols)
+
+    def measure(z: int) -> SliceMeasurements:
+        return slice_measurements(pixels[z], modality, grid)
+
+    pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 and n_slices > 1 else None
+    try:
+        for start in range(0, n_slices, chunk_slices):
+            chunk = range(start, min(start + chunk_slices, n_slices))
+            for z, measured in zip(chunk, (pool.map if pool else map)(measure, chunk), strict=True):
+                tiles[z] = measured.tiles
+                keypoints.add(measured)
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    return tiles, keypoints
 
 
 def volume_features(
@@ -540,8 +741,15 @@ def volume_features(
     grid: TileGrid | None = None,
     slice_context: bool = True,
     workers: int = 1,
+    chunk_slices: int = CHUNK_SLICES,
 ) -> TileFeatures:
     """Tile features of a ``(slices, rows, cols)`` volume.
+
+    Streams over the slices: ``chunk_slices`` at a time are measured, keeping per-tile
+    measurements and compact keypoint hashes only; the relative features are then formed from
+    those, again a chunk of slices (plus one slice of context on each side) at a time. Memory
+    beyond ``pixels`` is a few hundred bytes a tile, keypoints included (about 150 MB for 300
+    slices of 512x512), whatever ``chunk_slices`` is.
 
     Args:
         pixels: HU for CT, stored values otherwise.
@@ -551,53 +759,60 @@ def volume_features(
             last slice); False treats every slice as a separate 2D image (what a single slice
             gets anyway).
         workers: threads for the per-slice work (numpy releases the GIL in the heavy parts).
+        chunk_slices: slices processed at once; it bounds the memory, not the result.
     """
     grid = grid or TileGrid()
     if pixels.ndim != 3:
         raise ValueError(f"pixels must be (slices, rows, cols), got shape {pixels.shape}")
-    if workers > 1 and pixels.shape[0] > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            per_slice = list(pool.map(lambda im: slice_measurements(im, modality, grid), pixels))
-    else:
-        per_slice = [slice_measurements(image, modality, grid) for image in pixels]
-    raw = np.stack([measured.tiles for measured in per_slice])
-    duplicates = duplicated_keypoints(per_slice)
-    copied = np.stack([_keypoint_counts(points, grid, pixels.shape[1:]) for points in duplicates])[
-        ..., None
-    ]
+    if chunk_slices < 1:
+        raise ValueError(f"chunk_slices must be at least 1, got {chunk_slices}")
+    n_slices = pixels.shape[0]
+    raw, keypoints = measure_volume(pixels, modality, grid, workers, chunk_slices)
+    copied = np.stack(
+        [
+            _keypoint_counts(_rows_cols(found, keypoints.width), grid, pixels.shape[1:])
+            for found in keypoints.duplicated()
+        ]
+    )
+    del keypoints
     n_base = len(BASE_NAMES)
     base = raw[..., :n_base]
     valid = np.isfinite(raw).all(axis=-1)
+    # the first and last slices have a neighbour on one side only, and at the ends of a
+    # scan helical reconstruction makes the noise differ anyway: no slice context there
+    inner = np.zeros(n_slices, dtype=bool)
+    if slice_context and n_slices >= 3:
+        inner[1:-1] = True
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        plane = _relative(base, _PLANE)
-        # the first and last slices have a neighbour on one side only, and at the ends of a
-        # scan helical reconstruction makes the noise differ anyway: no slice context there
-        inner = np.zeros(pixels.shape[0], dtype=bool)
-        if slice_context and pixels.shape[0] >= 3:
-            inner[1:-1] = True
-        across = np.zeros_like(base)
-        if inner.any():
-            across = _relative(base, _ACROSS, inner)
-            across[~inner] = 0.0
-    absolute = base[..., [BASE_NAMES.index(name) for name in _ABSOLUTE]]
-    has_adjacent = np.broadcast_to(inner[:, None, None, None], (*raw.shape[:3], 1))
-    context = np.concatenate(
-        [raw[..., n_base : n_base + 2], has_adjacent.astype(raw.dtype)], axis=-1
-    )
-    values = np.concatenate(
-        [
-            plane,
-            across,
-            np.abs(plane[..., :3]),
-            np.abs(across[..., :3]),
-            absolute,
-            np.log1p(copied),
-            context,
-        ],
-        axis=-1,
-    )
-    values = np.where(valid[..., None], np.nan_to_num(values), 0.0).astype(np.float32)
+        plane = _deviation(base, _PLANE, chunk_slices)
+        plane_scale = _RobustScale.of(plane)
+        across = _deviation(base, _ACROSS, chunk_slices) if inner.any() else None
+        across_scale = _RobustScale.of(across, inner) if across is not None else None
+    absolute = [BASE_NAMES.index(name) for name in _ABSOLUTE]
+    values = np.empty((*valid.shape, len(feature_names())), dtype=np.float32)
+    for start in range(0, n_slices, chunk_slices):
+        part = slice(start, min(start + chunk_slices, n_slices))
+        plane_part = plane_scale.apply(plane[part])
+        across_part = np.zeros_like(plane_part)
+        if across is not None and across_scale is not None:
+            across_part = across_scale.apply(across[part])
+            across_part[~inner[part]] = 0.0
+        has_adjacent = np.broadcast_to(inner[part, None, None, None], (*valid[part].shape, 1))
+        rows = np.concatenate(
+            [
+                plane_part,
+                across_part,
+                np.abs(plane_part[..., :3]),
+                np.abs(across_part[..., :3]),
+                base[part][..., absolute],
+                np.log1p(copied[part])[..., None],
+                raw[part][..., n_base : n_base + 2],
+                has_adjacent.astype(raw.dtype),
+            ],
+            axis=-1,
+        )
+        values[part] = np.where(valid[part][..., None], np.nan_to_num(rows), 0.0)
     return TileFeatures(values=values, valid=valid, grid=grid, names=feature_names())
 
 

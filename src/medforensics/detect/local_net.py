@@ -18,6 +18,7 @@ per 512² slice, which is what makes ≥ 30 slices/s on two CPU cores possible.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -71,7 +72,13 @@ class ResidualFCN(nn.Module):
         self.head = nn.Conv2d(2 * width, 1, kernel_size=1)
 
     def forward(self, residuals: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(self.fold(residuals)))
+        # unshuffle 4×4 then 1×1 conv == one 4×4 stride-4 conv with the same weights, without
+        # the copy that unshuffling makes (about a third of the time on a CPU)
+        first: Any = self.body[0]
+        conv: nn.Conv2d = first.conv
+        folded = conv.weight.view(conv.weight.shape[0], IN_CHANNELS, 4, 4)
+        x = first.adn(F.conv2d(residuals, folded, conv.bias, stride=4))
+        return self.head(self.body[1:](x))
 
 
 class ResidualFilter(nn.Module):
@@ -149,16 +156,19 @@ def prepare(
     block = torch.from_numpy(np.ascontiguousarray(pixels[lo:hi], dtype=np.float32))
     with torch.inference_mode():
         res = filters(block[:, None])  # (m, 3, H, W)
-    stacks, all_cells = [], []
-    for z in range(start, stop):
-        cells = body_cells(pixels[z], modality)
-        centre = res[z - lo]
-        sigma = _noise_scale(centre, cells)[:, None, None]
-        parts = []
-        for dz in range(-CONTEXT, CONTEXT + 1):
-            k = z + dz
-            src = res[k - lo] if context and 0 <= k < n else centre
-            parts.append(torch.clamp(src / sigma, -TRUNCATE, TRUNCATE))
-        stacks.append(torch.cat(parts, dim=0))
-        all_cells.append(cells)
-    return Prepared(torch.stack(stacks), np.stack(all_cells))
+    count = stop - start
+    rows, cols = res.shape[-2:]
+    out = torch.empty((count, IN_CHANNELS, rows, cols), dtype=torch.float32)
+    all_cells = []
+    with torch.inference_mode():
+        for i, z in enumerate(range(start, stop)):
+            cells = body_cells(pixels[z], modality)
+            centre = res[z - lo]
+            sigma = _noise_scale(centre, cells)[:, None, None]
+            for j, dz in enumerate(range(-CONTEXT, CONTEXT + 1)):
+                k = z + dz
+                src = res[k - lo] if context and 0 <= k < n else centre
+                torch.div(src, sigma, out=out[i, j * N_FILTERS : (j + 1) * N_FILTERS])
+            all_cells.append(cells)
+        out.clamp_(-TRUNCATE, TRUNCATE)  # one pass over the batch, in place
+    return Prepared(out, np.stack(all_cells))

@@ -41,7 +41,14 @@ from medforensics.evaluate.localisation import GroundTruthRegion, localise
 from medforensics.evaluate.metrics import compute_metrics, roc_auc
 from medforensics.evaluate.splits import leave_one_scanner_out, split_by_patient
 from medforensics.io.types import ImageVolume
-from medforensics.train.cases import TrainCase, make_cases, on_value_grid, patient_key, scanner_key
+from medforensics.train.cases import (
+    TrainCase,
+    make_cases,
+    on_value_grid,
+    patient_key,
+    scanner_key,
+    slab,
+)
 from medforensics.train.pipeline import CHUNK, DEFAULT_ATTACKS, localisation_hit
 
 PROTOCOLS = ("in-dist", "cross-scanner", "leave-one-attack-out", "robustness")
@@ -641,16 +648,6 @@ def cross_scanner_retrain(
     return {"folds": out, "checkpoints": str(models)}
 
 
-def _slab(volume: ImageVolume, start: int, stop: int) -> ImageVolume:
-    return dataclasses.replace(
-        volume,
-        pixels=volume.pixels[start:stop],
-        slices=volume.slices[start:stop] if volume.slices else (),
-        positions=volume.positions[start:stop] if volume.positions is not None else None,
-        problems=[],
-    )
-
-
 def holdout(
     volumes: Sequence[ImageVolume], seed: int
 ) -> tuple[list[ImageVolume], list[ImageVolume], str]:
@@ -665,9 +662,9 @@ def holdout(
     train, held = [], []
     for volume in volumes:
         cut = int(volume.shape[0] * 0.75)
-        train.append(_slab(volume, 0, max(1, cut - 2)))
+        train.append(slab(volume, 0, max(1, cut - 2)))
         if cut < volume.shape[0]:
-            held.append(_slab(volume, cut, volume.shape[0]))
+            held.append(slab(volume, cut, volume.shape[0]))
     return train, held, "by slab: one patient, so the last quarter of each series is the test set"
 
 

@@ -23,6 +23,7 @@ _BUILTIN_MODULES = (
     "medforensics.tamper.splice",
     "medforensics.tamper.inpaint",
     "medforensics.tamper.launder",
+    "medforensics.tamper.synthetic",
 )
 
 

@@ -95,6 +95,17 @@ def on_value_grid(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def slab(volume: ImageVolume, start: int, stop: int) -> ImageVolume:
+    """Slices ``start:stop`` of a volume, with their references and positions (a view, no copy)."""
+    return dataclasses.replace(
+        volume,
+        pixels=volume.pixels[start:stop],
+        slices=volume.slices[start:stop] if volume.slices else (),
+        positions=volume.positions[start:stop] if volume.positions is not None else None,
+        problems=[],
+    )
+
+
 def chunks(volume: ImageVolume, length: int, stride: int | None = None) -> Iterator[ImageVolume]:
     """Consecutive runs of ``length`` slices (a shorter series is one chunk)."""
     n = volume.shape[0]
@@ -103,14 +114,7 @@ def chunks(volume: ImageVolume, length: int, stride: int | None = None) -> Itera
         return
     step = stride or length
     for start in range(0, n - length + 1, step):
-        stop = start + length
-        yield dataclasses.replace(
-            volume,
-            pixels=volume.pixels[start:stop],
-            slices=volume.slices[start:stop] if volume.slices else (),
-            positions=volume.positions[start:stop] if volume.positions is not None else None,
-            problems=[],
-        )
+        yield slab(volume, start, start + length)
 
 
 def make_cases(

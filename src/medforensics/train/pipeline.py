@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
@@ -28,7 +27,7 @@ from medforensics.detect.checkpoint import save_checkpoint
 from medforensics.detect.local_net import CONTEXT, STRIDE, TRUNCATE, ResidualFCN, ResidualFilter
 from medforensics.evaluate import compute_metrics, split_by_patient, threshold_for_fpr
 from medforensics.io.types import ImageVolume
-from medforensics.train.cases import TrainCase, make_cases, patient_key, scanner_key
+from medforensics.train.cases import TrainCase, make_cases, patient_key, scanner_key, slab
 from medforensics.train.local import LocalTrainConfig, train_local
 
 #: the attack families the default model is trained on
@@ -88,23 +87,13 @@ def split_volumes(
             train.append(volume)
             continue
         cut = int(n * (1 - val_fraction))
-        train.append(_slab(volume, 0, cut - 2))  # a 2-slice gap keeps context apart
-        hold.append(_slab(volume, cut, n))
+        train.append(slab(volume, 0, cut - 2))  # a 2-slice gap keeps context apart
+        hold.append(slab(volume, cut, n))
     return (
         train,
         hold,
         "by slab: fewer than 3 patients, so the last quarter of each series was held out "
         "(validation figures are optimistic: same patients as training)",
-    )
-
-
-def _slab(volume: ImageVolume, start: int, stop: int) -> ImageVolume:
-    return dataclasses.replace(
-        volume,
-        pixels=volume.pixels[start:stop],
-        slices=volume.slices[start:stop] if volume.slices else (),
-        positions=volume.positions[start:stop] if volume.positions is not None else None,
-        problems=[],
     )
 
 
