@@ -1,6 +1,11 @@
 """``auto``: the default detector — routes each image to the model built for it.
 
-* CT → ``ct-local`` (the trained local forensic network);
+* CT → ``ct-local`` (the trained local forensic network) **and** ``classical`` (hand-made noise
+  features with an exact-repeat copy-move cue): the network was trained on noise-matched attacks
+  and misses some blunt ones (a smooth patch, a copy), which the baseline catches. The combined
+  score is the larger of the two calibrated probabilities and the verdict the more suspicious of
+  the two (``manipulated`` if either says so, ``authentic`` only if both do): conservative, at the
+  price of adding the two false-alarm rates;
 * every other modality → ``noise-residual`` (training-free noise consistency) until a model
   trained for that modality is shipped.
 
@@ -20,8 +25,8 @@ from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.types import Detection
 from medforensics.io.types import ImageVolume
 
-#: modality → detector name; anything else uses FALLBACK
-ROUTES = {"CT": "ct-local"}
+#: modality → detector names (combined as described above); anything else uses FALLBACK
+ROUTES: dict[str, tuple[str, ...]] = {"CT": ("ct-local", "classical")}
 FALLBACK = "noise-residual"
 #: metadata findings at or above this score make an authentic verdict inconclusive
 METADATA_ALERT = 0.5
@@ -34,7 +39,9 @@ class AutoDetector(Detector):
     name = "auto"
     modalities = ()
 
-    def __init__(self, routes: dict[str, str] | None = None, metadata: bool = True) -> None:
+    def __init__(
+        self, routes: dict[str, tuple[str, ...]] | None = None, metadata: bool = True
+    ) -> None:
         self.routes = {**ROUTES, **(routes or {})}
         self.use_metadata = metadata
         self._cache: dict[str, Detector] = {}
@@ -53,22 +60,27 @@ class AutoDetector(Detector):
         self._cache[name] = detector
         return detector
 
-    def route(self, volume: ImageVolume) -> tuple[Detector, list[str]]:
-        """The detector for ``volume`` and notes on any fallback taken."""
+    def route(self, volume: ImageVolume) -> tuple[list[Detector], list[str]]:
+        """The detectors for ``volume`` and notes on any fallback taken."""
         notes: list[str] = []
-        wanted = self.routes.get(volume.modality, FALLBACK)
-        detector = self._get(wanted)
-        if detector is None or not detector.supports(volume):
+        chosen: list[Detector] = []
+        for wanted in self.routes.get(volume.modality, (FALLBACK,)):
+            detector = self._get(wanted)
             if detector is None:
-                notes.append(f"{wanted} unavailable ({self._unavailable[wanted]}); used {FALLBACK}")
-            detector = self._get(FALLBACK)
-            if detector is None:
+                notes.append(f"{wanted} unavailable ({self._unavailable[wanted]})")
+            elif detector.supports(volume):
+                chosen.append(detector)
+        if not chosen:
+            fallback = self._get(FALLBACK)
+            if fallback is None:
                 raise RuntimeError(f"no detector available: {self._unavailable.get(FALLBACK)}")
-        return detector, notes
+            notes.append(f"used {FALLBACK}")
+            chosen = [fallback]
+        return chosen, notes
 
     def detect(self, volume: ImageVolume) -> Detection:
-        primary, notes = self.route(volume)
-        detection = primary.detect(volume)
+        chosen, notes = self.route(volume)
+        detection = combine([d.detect(volume) for d in chosen])
         detection.notes = notes + detection.notes
         if self.use_metadata and volume.kind.startswith("dicom"):
             checker = self._get("metadata")
@@ -86,8 +98,35 @@ class AutoDetector(Detector):
 
     def describe(self) -> dict[str, Any]:
         described: dict[str, Any] = {"name": self.name, "routes": dict(self.routes)}
-        for modality, name in sorted(self.routes.items()):
-            detector = self._get(name)
-            if detector is not None:
-                described[modality] = detector.describe()
+        for modality, names in sorted(self.routes.items()):
+            described[modality] = [
+                d.describe() for d in (self._get(n) for n in names) if d is not None
+            ]
         return described
+
+
+_RANK = {"authentic": 0, "inconclusive": 1, "manipulated": 2}
+
+
+def combine(detections: list[Detection]) -> Detection:
+    """One answer from several: largest score, most suspicious verdict, all findings.
+
+    The anomaly map is the one of the most suspicious detection (maps differ in resolution).
+    """
+    if len(detections) == 1:
+        return detections[0]
+    top = max(detections, key=lambda d: d.score)
+    verdict = max((d.verdict for d in detections), key=_RANK.__getitem__)
+    findings = sorted((f for d in detections for f in d.findings), key=lambda f: -f.score)
+    notes = [f"{d.detector}: score {d.score:.3f}, {d.verdict}" for d in detections]
+    for d in detections:
+        notes.extend(f"{d.detector}: {note}" for note in d.notes)
+    return Detection(
+        detector="+".join(d.detector for d in detections),
+        score=top.score,
+        verdict=verdict,
+        findings=findings,
+        anomaly_map=top.anomaly_map,
+        map_stride=top.map_stride,
+        notes=notes,
+    )
