@@ -83,20 +83,12 @@ def source_card(data: Path, folder: str) -> str:
     return f"{folder}: {title}. Licence: {licence}. Attribution: {ATTRIBUTION[folder]}"
 
 
-def part(volume, start: int, stop: int):
-    return dataclasses.replace(
-        volume,
-        pixels=volume.pixels[start:stop],
-        slices=volume.slices[start:stop] if volume.slices else (),
-        positions=volume.positions[start:stop] if volume.positions is not None else None,
-        problems=[],
-    )
-
-
 def split_blocks(volume) -> dict[str, object]:
+    from medforensics.train.cases import slab
+
     n = volume.shape[0]
     a, b = round(0.6 * n), round(0.8 * n)
-    return {"train": part(volume, 0, a), "val": part(volume, a, b), "test": part(volume, b, n)}
+    return {"train": slab(volume, 0, a), "val": slab(volume, a, b), "test": slab(volume, b, n)}
 
 
 def authentic_cases(volumes: Sequence) -> list:
