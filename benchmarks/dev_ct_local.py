@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from medforensics.detect.checkpoint import load_checkpoint, save_checkpoint
-from medforensics.detect.local import LocalDetector, volume_logits
+from medforensics.detect.local import LocalDetector, analyse
 from medforensics.evaluate import threshold_for_fpr
 from medforensics.io.loader import load_paths
 from medforensics.io.types import ImageVolume
@@ -88,14 +88,7 @@ def main() -> None:
     detector = LocalDetector(checkpoint=args.out)
     cases = list(make_cases(test, DEFAULT_ATTACKS, seed=777, chunk=CHUNK, per_chunk=5))
 
-    def statistic(volume: ImageVolume) -> float:
-        return detector.statistic(volume)
-
-    def peaks(volume: ImageVolume) -> list[tuple[int, int, int]]:
-        logits, cells = volume_logits(detector.net, detector.filters, volume)
-        return LocalDetector.peak_cells(logits, cells, 3)
-
-    scored = score_cases(statistic, cases, peaks)
+    scored = score_cases(lambda volume: analyse(detector.net, detector.filters, volume), cases)
     probs = detector.calibration(np.array([s.statistic for s in scored]))
     report = summarise(scored, probs, detector.operating_point.manipulated_at)
     print("held-out scanner:", json.dumps(report, indent=1))

@@ -181,3 +181,10 @@ def test_pairs_match_twins_to_their_authentic_chunk() -> None:
     for authentic, tampered in matched:
         assert authentic.volume.pixels.shape == tampered.volume.pixels.shape
         assert np.array_equal(tampered.volume.pixels, np.rint(tampered.volume.pixels))
+
+
+def test_detector_declines_other_modalities(tiny_model: Path) -> None:
+    radiograph = dataclasses.replace(_volume(n=1), modality="DX")
+    result = LocalDetector(checkpoint=tiny_model).detect(radiograph)
+    assert result.verdict == "inconclusive"
+    assert "trained on CT only" in result.notes[0]

@@ -62,6 +62,16 @@ def volume_logits(
     return logits, cells
 
 
+def analyse(
+    net: ResidualFCN, filters: ResidualFilter, volume: ImageVolume, peaks: int = 3
+) -> tuple[float, list[tuple[int, int, int]]]:
+    """The volume statistic (NaN when too little body) and its top ``peaks``, in one pass."""
+    logits, cells = volume_logits(net, filters, volume)
+    if int(cells.sum()) < MIN_CELLS:
+        return math.nan, []
+    return float(logits[cells].max()), LocalDetector.peak_cells(logits, cells, peaks)
+
+
 @register_detector
 class LocalDetector(Detector):
     """Trained 2.5D noise-residual FCN for CT: dense manipulation map and localised findings."""
@@ -116,10 +126,20 @@ class LocalDetector(Detector):
 
     def statistic(self, volume: ImageVolume) -> float:
         """The raw volume statistic: the largest body-cell logit (NaN when nothing to score)."""
-        logits, cells = volume_logits(self.net, self.filters, volume, self.batch)
-        return float(logits[cells].max()) if int(cells.sum()) >= MIN_CELLS else math.nan
+        return analyse(self.net, self.filters, volume, peaks=0)[0]
 
     def detect(self, volume: ImageVolume) -> Detection:
+        if not self.supports(volume):
+            return Detection(
+                detector=self.name,
+                score=0.5,
+                verdict="inconclusive",
+                notes=[
+                    f"{self.name} was trained on {', '.join(self.modalities_trained)} only; this "
+                    f"image is {volume.modality} (use the default detector, which routes by "
+                    "modality)"
+                ],
+            )
         logits, cells = volume_logits(self.net, self.filters, volume, self.batch)
         n_cells = int(cells.sum())
         if n_cells < MIN_CELLS:

@@ -11,8 +11,8 @@ level is what lets one model work across scanners, kernels and doses.
 
 What it computes. The 9 residual channels are folded 4×4 into 144 channels at a quarter of the
 resolution (pixel unshuffle: lossless, and it keeps the noise's fine structure), then a few 3×3
-convolutions, one of them strided, give a manipulation logit every 8 pixels. That is about 0.5 GMAC
-per 512² slice, which is what makes ≥ 30 slices/s on two CPU cores possible.
+convolutions, one of them strided, give a manipulation logit every 8 pixels: small enough for
+well over 30 slices/s on two CPU cores (``benchmarks/bench_detect.py`` measures it).
 """
 
 from __future__ import annotations

@@ -98,19 +98,18 @@ def split_volumes(
 
 
 def score_cases(
-    statistic: Callable[[ImageVolume], float],
+    analyse: Callable[[ImageVolume], tuple[float, list[tuple[int, int, int]]]],
     cases: Sequence[TrainCase],
-    findings: Callable[[ImageVolume], list[tuple[int, int, int]]] | None = None,
 ) -> list[Scored]:
-    """Statistic (and localisation hit, when ``findings`` is given) of every case."""
+    """Statistic and localisation hit (top-3 peaks) of every case; ``analyse`` gives both."""
     out = []
     for case in cases:
-        value = statistic(case.volume)
+        value, peaks = analyse(case.volume)
         if math.isnan(value):
             continue
         hit = None
-        if findings is not None and case.centre is not None and case.mask is not None:
-            hit = localisation_hit(findings(case.volume)[:3], case.mask)
+        if case.centre is not None and case.mask is not None:
+            hit = localisation_hit(peaks[:3], case.mask)
         out.append(
             Scored(value, case.label, case.attack, case.patient, case.scanner, case.launder, hit)
         )
@@ -197,7 +196,7 @@ def train_ct_local(
     init_state: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train, calibrate and write a ``ct-local`` checkpoint from authentic volumes."""
-    from medforensics.detect.local import LocalDetector, volume_logits
+    from medforensics.detect.local import analyse
 
     config = config or LocalTrainConfig()
     volumes = [v for v in volumes if v.modality == "CT"]
@@ -219,18 +218,10 @@ def train_ct_local(
     net, history = train_local(make_round, config, progress, init_state=init_state)
     filters = ResidualFilter()
 
-    def statistic(volume: ImageVolume) -> float:
-        logits, cells = volume_logits(net, filters, volume)
-        return float(logits[cells].max()) if cells.sum() >= 16 else math.nan
-
-    def peaks(volume: ImageVolume) -> list[tuple[int, int, int]]:
-        logits, cells = volume_logits(net, filters, volume)
-        return LocalDetector.peak_cells(logits, cells, 3)
-
     val_cases = list(
         make_cases(val_vols, attacks, seed=config.seed * 1000 + 999, chunk=CHUNK, per_chunk=2)
     )
-    scored = score_cases(statistic, val_cases, peaks)
+    scored = score_cases(lambda volume: analyse(net, filters, volume), val_cases)
     fitted = calibrate(scored, target_fpr)
     fitted.pop("_metrics")
     meta: dict[str, Any] = {
