@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from medforensics.detect import features as features_module
+from medforensics.detect import copy_move
 from medforensics.detect.features import (
     TileGrid,
     duplicated_keypoints,
@@ -174,7 +174,7 @@ def test_keypoint_pairs_voted_in_blocks_give_the_same_copies(
     measured = [slice_measurements(image, "CT", TileGrid()) for image in _with_copies()]
     at_once = duplicated_keypoints(measured)
     assert sum(len(found) for found in at_once) > 100
-    monkeypatch.setattr(features_module, "_PAIR_BLOCK", 7)
+    monkeypatch.setattr(copy_move, "_PAIR_BLOCK", 7)
     in_blocks = duplicated_keypoints(measured)
     for expected, found in zip(at_once, in_blocks, strict=True):
         np.testing.assert_array_equal(found, expected)
