@@ -320,28 +320,20 @@ class ClassicalDetector(Detector):
 
     def detect(self, volume: ImageVolume) -> Detection:
         if not self.supports(volume):
-            return Detection(
-                detector=self.name,
-                score=0.5,
-                verdict="inconclusive",
-                notes=[
-                    f"this model was trained on {', '.join(self.model.modalities)} only; "
-                    f"a {volume.modality} image cannot be assessed with it"
-                ],
+            return Detection.not_assessed(
+                self.name,
+                f"this model was trained on {', '.join(self.model.modalities)} only; "
+                f"a {volume.modality} image cannot be assessed with it",
             )
         features = self.model.features(volume, self.workers, self.chunk_slices)
         logits = self.model.tile_logits(features, self.chunk_slices)
         statistic = self.model.statistic(logits)
         if math.isnan(statistic):
-            return Detection(
-                detector=self.name,
-                score=0.5,
-                verdict="inconclusive",
-                notes=[
-                    f"only {features.n_valid} tiles of {self.model.grid.tile}x"
-                    f"{self.model.grid.tile} pixels lie inside the imaged body (at least "
-                    f"{MIN_TILES} are needed): too small or blank to assess"
-                ],
+            return Detection.not_assessed(
+                self.name,
+                f"only {features.n_valid} tiles of {self.model.grid.tile}x"
+                f"{self.model.grid.tile} pixels lie inside the imaged body (at least "
+                f"{MIN_TILES} are needed): too small or blank to assess",
             )
         score = self.model.calibration.probability(statistic)
         tile_prob = self.model.tile_probabilities(logits)

@@ -130,27 +130,19 @@ class LocalDetector(Detector):
 
     def detect(self, volume: ImageVolume) -> Detection:
         if not self.supports(volume):
-            return Detection(
-                detector=self.name,
-                score=0.5,
-                verdict="inconclusive",
-                notes=[
-                    f"{self.name} was trained on {', '.join(self.modalities_trained)} only; this "
-                    f"image is {volume.modality} (use the default detector, which routes by "
-                    "modality)"
-                ],
+            return Detection.not_assessed(
+                self.name,
+                f"{self.name} was trained on {', '.join(self.modalities_trained)} only; this "
+                f"image is {volume.modality} (use the default detector, which routes by "
+                "modality)",
             )
         logits, cells = volume_logits(self.net, self.filters, volume, self.batch)
         n_cells = int(cells.sum())
         if n_cells < MIN_CELLS:
-            return Detection(
-                detector=self.name,
-                score=0.5,
-                verdict="inconclusive",
-                notes=[
-                    f"only {n_cells} cells of {STRIDE}x{STRIDE} pixels lie inside the imaged body "
-                    f"(at least {MIN_CELLS} are needed): too small or blank to assess"
-                ],
+            return Detection.not_assessed(
+                self.name,
+                f"only {n_cells} cells of {STRIDE}x{STRIDE} pixels lie inside the imaged body "
+                f"(at least {MIN_CELLS} are needed): too small or blank to assess",
             )
         statistic = float(logits[cells].max())
         score = self.calibration.probability(statistic)

@@ -199,14 +199,10 @@ class NoiseResidualDetector(Detector):
     def detect(self, volume: ImageVolume) -> Detection:
         stats = tile_statistics(volume, self.tile)
         if stats.n_valid < _MIN_TILES:
-            return Detection(
-                detector=self.name,
-                score=0.5,
-                verdict="inconclusive",
-                notes=[
-                    f"only {stats.n_valid} tiles of {self.tile}x{self.tile} pixels lie inside the "
-                    f"imaged body (at least {_MIN_TILES} are needed): too small or blank to assess"
-                ],
+            return Detection.not_assessed(
+                self.name,
+                f"only {stats.n_valid} tiles of {self.tile}x{self.tile} pixels lie inside the "
+                f"imaged body (at least {_MIN_TILES} are needed): too small or blank to assess",
             )
         norm = math.sqrt(2.0 * math.log(stats.n_valid))
         score = self.calibration.probability(stats.normalised_max)

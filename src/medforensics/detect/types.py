@@ -87,3 +87,8 @@ class Detection:
     anomaly_map: np.ndarray | None = None
     map_stride: int = 1
     notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def not_assessed(cls, detector: str, reason: str) -> Detection:
+        """An ``inconclusive`` answer for an image the detector cannot judge, saying why."""
+        return cls(detector=detector, score=0.5, verdict="inconclusive", notes=[reason])
