@@ -8,23 +8,7 @@ from pathlib import Path
 import typer
 
 from medforensics.cli.output import stderr, stdout
-
-DEFAULT_ATTACKS = ("inject", "remove", "copy-move", "splice", "inpaint")
-
-
-def _patient_of(volume: object) -> str:
-    """PatientID for DICOM (read from the first file), else the input path."""
-    import pydicom
-
-    slices = getattr(volume, "slices", ())
-    if slices and getattr(volume, "kind", "").startswith("dicom"):
-        try:
-            ds = pydicom.dcmread(slices[0].source_file, stop_before_pixels=True)
-            if str(ds.get("PatientID", "")).strip():
-                return str(ds.PatientID)
-        except Exception:  # fall back to the path: a bad header is not fatal here
-            pass
-    return str(getattr(volume, "input", "unknown"))
+from medforensics.tamper.base import DEFAULT_ATTACKS
 
 
 def calibrate_command(
@@ -43,6 +27,7 @@ def calibrate_command(
     from medforensics.io.loader import load_paths
     from medforensics.io.types import ImageVolume
     from medforensics.train.calibrate import build_cases, calibrate_cases
+    from medforensics.train.cases import patient_key
 
     active = create_detector(detector)
     statistic = getattr(active, "statistic", None)
@@ -52,7 +37,7 @@ def calibrate_command(
     volumes = []
     for item in load_paths([str(p) for p in authentic]):
         if isinstance(item, ImageVolume):
-            volumes.append((_patient_of(item), item))
+            volumes.append((patient_key(item), item))
     if not volumes:
         stderr.print("[red]error:[/] no readable images under the --authentic folders")
         raise typer.Exit(2)

@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from medforensics.cli.output import stderr, stdout
+from medforensics.tamper.base import DEFAULT_ATTACKS
 
-DEFAULT_ATTACKS = ("inject", "remove", "copy-move", "splice", "inpaint")
 PROTOCOLS = ("in-dist", "cross-scanner", "leave-one-attack-out", "robustness")
 
 

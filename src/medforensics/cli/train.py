@@ -13,8 +13,7 @@ from pathlib import Path
 import typer
 
 from medforensics.cli.output import stderr, stdout
-
-DEFAULT_ATTACKS = ("inject", "remove", "copy-move", "splice", "inpaint")
+from medforensics.tamper.base import DEFAULT_ATTACKS
 
 
 def _load_authentic(folders: list[Path]) -> list[object]:

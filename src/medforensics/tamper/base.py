@@ -37,6 +37,9 @@ LABELS: tuple[str, ...] = get_args(Label)
 
 Params = dict[str, Any]
 
+#: the local attack families every trainer and evaluation draws from by default
+DEFAULT_ATTACKS: tuple[str, ...] = ("inject", "remove", "copy-move", "splice", "inpaint")
+
 
 class AttackError(ValueError):
     """An attack cannot run on this input; the message says why and what to do."""

@@ -28,7 +28,7 @@ import pydicom
 
 from medforensics.io.types import ImageVolume
 from medforensics.tamper.anatomy import sample_location
-from medforensics.tamper.base import TamperResult
+from medforensics.tamper.base import DEFAULT_ATTACKS, TamperResult
 from medforensics.tamper.dicom_out import replace_pixel_data, to_stored
 from medforensics.tamper.launder import LAUNDER_OPS
 from medforensics.tamper.registry import list_attacks, simulate
@@ -49,7 +49,6 @@ MANIFEST_FIELDS = (
     "source",
 )
 #: attacks the builder draws from by default (``launder`` alone is drawn through laundering)
-DEFAULT_ATTACKS = ("inject", "remove", "copy-move", "splice", "inpaint")
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
 

@@ -19,6 +19,7 @@ from medforensics.detect.calibration import CalibrationRecord, PlattCalibration,
 from medforensics.detect.types import OperatingPoint
 from medforensics.evaluate import compute_metrics, split_by_patient, threshold_for_fpr
 from medforensics.io.types import ImageVolume
+from medforensics.train.cases import chunks
 
 
 @dataclass
@@ -42,26 +43,6 @@ class CalibrationReport:
     skipped: dict[str, int] = field(default_factory=dict)
 
 
-def chunk_volume(volume: ImageVolume, chunk: int) -> list[ImageVolume]:
-    """Split a series into consecutive chunks of ``chunk`` slices (2D images stay whole)."""
-    n = volume.shape[0]
-    if n <= chunk:
-        return [volume]
-    parts = []
-    for start in range(0, n - chunk + 1, chunk):
-        stop = start + chunk
-        parts.append(
-            dataclasses.replace(
-                volume,
-                pixels=volume.pixels[start:stop],
-                slices=volume.slices[start:stop] if volume.slices else (),
-                positions=volume.positions[start:stop] if volume.positions is not None else None,
-                problems=[],
-            )
-        )
-    return parts
-
-
 def build_cases(
     statistic: Callable[[ImageVolume], float],
     volumes: Sequence[tuple[str, ImageVolume]],
@@ -77,7 +58,7 @@ def build_cases(
     skipped: dict[str, int] = {}
     index = 0
     for patient, volume in volumes:
-        for part in chunk_volume(volume, chunk):
+        for part in chunks(volume, chunk):
             value = statistic(part)
             if not math.isnan(value):
                 cases.append(Case(patient, None, value, part.input))

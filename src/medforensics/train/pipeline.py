@@ -27,11 +27,11 @@ from medforensics.detect.checkpoint import save_checkpoint
 from medforensics.detect.local_net import CONTEXT, STRIDE, TRUNCATE, ResidualFCN, ResidualFilter
 from medforensics.evaluate import compute_metrics, split_by_patient, threshold_for_fpr
 from medforensics.io.types import ImageVolume
+from medforensics.tamper.base import DEFAULT_ATTACKS
 from medforensics.train.cases import TrainCase, make_cases, patient_key, scanner_key, slab
 from medforensics.train.local import LocalTrainConfig, train_local
 
 #: the attack families the default model is trained on
-DEFAULT_ATTACKS = ("inject", "remove", "copy-move", "splice", "inpaint")
 CHUNK = 5
 
 
