@@ -10,6 +10,7 @@ from typing import Any
 
 from medforensics.__about__ import __version__
 from medforensics.detect import Detector, create_detector
+from medforensics.detect.types import Detection
 from medforensics.io.loader import LoadOptions, Skipped, load_paths
 from medforensics.io.types import ImageVolume, LoadError
 
@@ -77,8 +78,14 @@ def _location(volume: ImageVolume) -> str:
     return str(files[0].parent)
 
 
-def result_from_detection(volume: ImageVolume, detector: Detector) -> ScanResult:
+def analyse_volume(volume: ImageVolume, detector: Detector) -> tuple[Detection, ScanResult]:
+    """Run ``detector`` on one volume: its full answer (maps included) and the contract result."""
     detection = detector.detect(volume)
+    return detection, result_of(volume, detection)
+
+
+def result_of(volume: ImageVolume, detection: Detection) -> ScanResult:
+    """The scan contract's result for a volume and the detector's answer on it."""
     findings = []
     for finding in detection.findings:
         ref = volume.slices[finding.slice] if volume.slices else None
@@ -140,11 +147,14 @@ def scan_paths(
     detector: Detector | str = DEFAULT_DETECTOR,
     options: LoadOptions | None = None,
     on_skipped: Callable[[Skipped], None] | None = None,
+    on_analysed: Callable[[ImageVolume, Detection, ScanResult], None] | None = None,
 ) -> Iterator[ScanResult]:
     """Scan every path; one result per series or image, errors included, never raises on input.
 
     Volumes are analysed as soon as they are read and dropped afterwards, so memory holds one
-    volume at a time.
+    volume at a time. ``on_analysed`` sees each volume with the detector's full answer (maps
+    included) before it is dropped, e.g. to write reports; an error it raises becomes a note on
+    that result, never the end of the batch.
     """
     active = create_detector(detector) if isinstance(detector, str) else detector
     for item in load_paths(paths, options):
@@ -156,11 +166,12 @@ def scan_paths(
             yield result_from_error(item)
             continue
         try:
-            yield result_from_detection(item, active)
+            detection, result = analyse_volume(item, active)
         except MemoryError:
             yield result_from_error(
                 LoadError(item.input, _location(item), "ran out of memory during analysis")
             )
+            continue
         except Exception as exc:  # a detector bug must not end the batch; say so plainly
             yield result_from_error(
                 LoadError(
@@ -170,6 +181,13 @@ def scan_paths(
                     "please report it with 'medforensics env' output",
                 )
             )
+            continue
+        if on_analysed is not None:
+            try:
+                on_analysed(item, detection, result)
+            except Exception as exc:  # a report that cannot be written must not lose the result
+                result.notes.append(f"post-processing failed: {type(exc).__name__}: {exc}")
+        yield result
 
 
 def report_dict(results: Iterable[ScanResult], skipped: Iterable[Skipped] = ()) -> dict[str, Any]:
