@@ -25,8 +25,17 @@ _SOP_CLASS = {
 }
 
 
+def _frame_of_reference(study_uid: str) -> str:
+    return study_uid + ".1" if len(study_uid) < 60 else generate_uid()
+
+
 def _base_dataset(
-    modality: str, study_uid: str, series_uid: str, patient_id: str, sop_uid: str
+    modality: str,
+    study_uid: str,
+    series_uid: str,
+    patient_id: str,
+    sop_uid: str,
+    frame_uid: str | None = None,
 ) -> Dataset:
     sop_class = UID(_SOP_CLASS.get(modality, CTImageStorage))
     meta = FileMetaDataset()
@@ -41,7 +50,7 @@ def _base_dataset(
     ds.SOPInstanceUID = sop_uid
     ds.StudyInstanceUID = study_uid
     ds.SeriesInstanceUID = series_uid
-    ds.FrameOfReferenceUID = study_uid + ".1" if len(study_uid) < 60 else generate_uid()
+    ds.FrameOfReferenceUID = frame_uid or _frame_of_reference(study_uid)
     ds.PatientName = "PHANTOM^CHEST"
     ds.PatientID = patient_id
     ds.PatientBirthDate = ""
@@ -90,13 +99,14 @@ def write_ct_series(
     out.mkdir(parents=True, exist_ok=True)
     study_uid = study_uid or generate_uid()
     series_uid = series_uid or generate_uid()
+    frame_uid = _frame_of_reference(study_uid)  # one frame of reference for the whole series
     n = hu_volume.shape[0]
     order = list(file_order) if file_order is not None else list(range(n))
     intercept = -1024.0 if modality == "CT" else 0.0
     paths: list[Path] = []
     for z in range(n):
         sop_uid = sop_uids[z] if sop_uids is not None else generate_uid()
-        ds = _base_dataset(modality, study_uid, series_uid, patient_id, sop_uid)
+        ds = _base_dataset(modality, study_uid, series_uid, patient_id, sop_uid, frame_uid)
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.InstanceNumber = z + 1
         ds.ImagePositionPatient = [
