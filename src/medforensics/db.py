@@ -72,7 +72,11 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 #: modules that define tables on ``Base``; a module that adds tables appends itself here
-TABLE_MODULES: list[str] = []
+TABLE_MODULES: list[str] = [
+    "medforensics.service.models",
+    "medforensics.provenance.audit",
+    "medforensics.gateway.tables",
+]
 
 
 def _import_table_modules() -> None:

@@ -19,6 +19,10 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.make_dataset",
     "medforensics.cli.train",
     "medforensics.cli.evaluate",
+    "medforensics.cli.serve",
+    "medforensics.cli.report",
+    "medforensics.cli.provenance",
+    "medforensics.cli.gateway",
 )
 
 

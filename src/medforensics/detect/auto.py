@@ -14,6 +14,11 @@ the result; they never lower a verdict, and a strong one (score ≥ 0.5) turns a
 verdict into ``inconclusive`` with a note, because a header inconsistency is a reason for a person
 to look but not, by itself, proof that pixels were changed. The score stays the pixel model's
 calibrated probability. The result names the model that answered.
+
+DICOM inputs are also checked for digital signatures (``signature``). A signature that does not
+verify is proof that a signed file changed after signing: its findings are added, the verdict
+becomes ``manipulated`` and the score at least the signature's (1.0). Valid signatures and
+unsigned files change nothing but the notes: the pixels are still judged by the pixel models.
 """
 
 from __future__ import annotations
@@ -41,10 +46,14 @@ class AutoDetector(Detector):
     modalities = ()
 
     def __init__(
-        self, routes: dict[str, tuple[str, ...]] | None = None, metadata: bool = True
+        self,
+        routes: dict[str, tuple[str, ...]] | None = None,
+        metadata: bool = True,
+        signature: bool = True,
     ) -> None:
         self.routes = {**ROUTES, **(routes or {})}
         self.use_metadata = metadata
+        self.use_signature = signature
         self._cache: dict[str, Detector] = {}
         self._unavailable: dict[str, str] = {}
         self._pool: ThreadPoolExecutor | None = None
@@ -104,6 +113,10 @@ class AutoDetector(Detector):
                         "pixels look authentic, but the DICOM header has inconsistencies "
                         "(see the metadata findings): a person should check the file's history"
                     )
+        if self.use_signature and volume.kind.startswith("dicom"):
+            checker = self._get("signature")
+            if checker is not None:
+                detection = with_signature(detection, checker.detect(volume))
         return detection
 
     def describe(self) -> dict[str, Any]:
@@ -116,6 +129,16 @@ class AutoDetector(Detector):
 
 
 _RANK = {"authentic": 0, "inconclusive": 1, "manipulated": 2}
+
+
+def with_signature(detection: Detection, signed: Detection) -> Detection:
+    """``detection`` with the signature check's answer: notes always, verdict only if broken."""
+    detection.notes = detection.notes + [f"signature: {note}" for note in signed.notes]
+    if signed.verdict == "manipulated":
+        detection.findings = list(signed.findings) + detection.findings
+        detection.verdict = "manipulated"
+        detection.score = max(detection.score, signed.score)
+    return detection
 
 
 def combine(detections: list[Detection]) -> Detection:

@@ -18,6 +18,7 @@ _BUILTINS = {
     "noise-residual": "medforensics.detect.noise_residual",
     "classical": "medforensics.detect.classical",
     "metadata": "medforensics.detect.metadata",
+    "signature": "medforensics.detect.signature",
     "ct-local": "medforensics.detect.local",
     "auto": "medforensics.detect.auto",
     "global-cnn": "medforensics.detect.global_net",
