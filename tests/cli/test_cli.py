@@ -139,3 +139,7 @@ def test_demo_writes_samples_and_a_report(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert len(report["results"]) == 4
     assert all(r["error"] is None for r in report["results"])
+    reports = out / "reports"
+    assert len(list(reports.glob("*.pdf"))) == 4 and len(list(reports.glob("*.html"))) == 4
+    assert all((reports / f"{Path(p).stem}.json").exists() for p in reports.glob("*.pdf"))
+    assert list(reports.glob("*-dicom/*sr.dcm")), "the DICOM samples get a DICOM SR"
