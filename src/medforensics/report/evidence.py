@@ -462,6 +462,36 @@ class ReportContent:
             f"{self.score * 100:.1f} % if manipulated and authentic images were equally common)"
         )
 
+    #: columns of the findings table, in both layouts
+    FINDING_COLUMNS = (
+        "#",
+        "kind",
+        "score",
+        "slice",
+        "row",
+        "col",
+        "radius px",
+        "SOP Instance UID",
+        "why",
+    )
+
+    def finding_rows(self) -> list[list[str]]:
+        """The findings table's rows, as text, in ``FINDING_COLUMNS`` order."""
+        return [
+            [
+                str(f["number"]),
+                str(f["kind"]),
+                f"{f['score']:.3f}",
+                str(f["slice"]),
+                str(f["row"]),
+                str(f["col"]),
+                f"{f['radius']:g}",
+                f["sop_instance_uid"] or "-",
+                str(f["detail"]),
+            ]
+            for f in self.findings
+        ]
+
     def threshold_line(self) -> str:
         """How the verdict follows from the score."""
         points: list[tuple[str, dict[str, Any]]] = [

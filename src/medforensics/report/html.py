@@ -75,22 +75,7 @@ def _list(items: Iterable[str], css: str = "") -> str:
 def _findings(content: ReportContent) -> str:
     if not content.findings:
         return "<p>No findings.</p>"
-    rows = [
-        (
-            f["number"],
-            f["kind"],
-            f"{f['score']:.3f}",
-            f["slice"],
-            f["row"],
-            f["col"],
-            f"{f['radius']:g}",
-            f["sop_instance_uid"] or "-",
-            f["detail"],
-        )
-        for f in content.findings
-    ]
-    header = ("#", "kind", "score", "slice", "row", "col", "radius px", "SOP Instance UID", "why")
-    return _table(rows, header)
+    return _table(content.finding_rows(), content.FINDING_COLUMNS)
 
 
 def _hashes(content: ReportContent) -> str:

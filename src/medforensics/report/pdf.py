@@ -174,21 +174,8 @@ class _Builder:
 
 
 def _findings(b: _Builder, content: ReportContent, width: float) -> Any:
-    header = ["#", "kind", "score", "slice", "row", "col", "radius", "SOP Instance UID", "why"]
-    rows: list[list[Any]] = [[b.p(h, b.cell) for h in header]]
-    for f in content.findings:
-        values = [
-            f["number"],
-            f["kind"],
-            f"{f['score']:.3f}",
-            f["slice"],
-            f["row"],
-            f["col"],
-            f"{f['radius']:g}",
-            f["sop_instance_uid"] or "-",
-            f["detail"],
-        ]
-        rows.append([b.p(v, b.cell) for v in values])
+    rows: list[list[Any]] = [[b.p(h, b.cell) for h in content.FINDING_COLUMNS]]
+    rows.extend([b.p(v, b.cell) for v in values] for values in content.finding_rows())
     fractions = [0.035, 0.075, 0.06, 0.05, 0.045, 0.045, 0.055, 0.33, 0.305]
     return b.grid(rows, [width * f for f in fractions], header=True)
 
