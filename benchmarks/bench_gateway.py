@@ -1,6 +1,6 @@
 """DICOM gateway throughput: instances/s received, series/min analysed end to end.
 
-python benchmarks/bench_gateway.py [--quick] [--destination memory|orthanc]
+python benchmarks/bench_gateway.py [--quick] [--destination memory|orthanc] [--sign]
 
 1. receive: small CT instances (64×64) over several concurrent associations into the durable
    spool (fsync + atomic rename + index commit per instance), nothing analysed meanwhile;
@@ -9,6 +9,11 @@ python benchmarks/bench_gateway.py [--quick] [--destination memory|orthanc]
    spooled, analysed by the detector once quiet, reports and DICOM SR / SC / PDF written, and
    forwarded with its results to the destination (an in-process pynetdicom SCP by default, or
    a real Orthanc). Series/min counts from the first instance sent to the last one forwarded.
+
+With ``--sign`` both stages run twice, without and with ``[signing]`` (a site key made for the
+run, ``--sign-algorithm rsa`` (3072 bit, the ``keys init`` default) or ``ecdsa``): every
+instance signed in the C-STORE handler before it is acknowledged, and verified before it is
+forwarded; the report puts the two side by side.
 
 Writes benchmarks/out/bench_gateway.json.
 """
@@ -96,25 +101,41 @@ def send_all(port: int, groups: list[list[Path]]) -> tuple[float, int]:
     return time.perf_counter() - start, sum(acked)
 
 
-def bench_receive(root: Path, instances: int, associations: int) -> dict[str, Any]:
+def make_signing(root: Path, algorithm: str) -> Any:
+    """A site CA and signer for the run (unencrypted keys in the run's temporary folder)."""
+    from medforensics.gateway.config import SigningConfig
+    from medforensics.provenance.certs import generate_site
+
+    site = generate_site(root / "keys", algorithm=algorithm, passphrase=None)
+    return SigningConfig(key=site.key, cert=site.certificate, trust=site.ca_certificate)
+
+
+def bench_receive(
+    root: Path, instances: int, associations: int, signing: Any = None, size: int = 64
+) -> dict[str, Any]:
     from medforensics.gateway.app import Gateway
     from medforensics.gateway.config import GatewayConfig
     from medforensics.samples import chest_ct_phantom, write_ct_series
 
+    tag = "-signed" if signing is not None else ""
     per = instances // associations
     rng = np.random.default_rng(0)
     groups = [
-        write_ct_series(chest_ct_phantom(per, 64, rng), root / "receive" / f"a{k}")
+        write_ct_series(chest_ct_phantom(per, size, rng), root / f"receive{tag}" / f"a{k}")
         for k in range(associations)
     ]
     gateway = Gateway(
         GatewayConfig(
-            spool_dir=root / "spool-receive", port=0, quiet_seconds=3600, detector="metadata"
+            spool_dir=root / f"spool-receive{tag}",
+            port=0,
+            quiet_seconds=3600,
+            detector="metadata",
+            signing=signing,
         )
     )
     host, port = gateway.start()
     try:
-        figures: dict[str, Any] = {"associations": associations, "image_size": 64}
+        figures: dict[str, Any] = {"associations": associations, "image_size": size}
         if shutil.which("storescu"):
             # senders in processes of their own: the gateway's figure, not the senders' GIL
             start = time.perf_counter()
@@ -161,6 +182,14 @@ def bench_receive(root: Path, instances: int, associations: int) -> dict[str, An
                 seconds=round(seconds, 3),
                 instances_per_s=round(acked / seconds, 1),
             )
+        figures["signed_on_ingest"] = signing is not None
+        if signing is not None:
+            assert gateway.spool is not None
+            from medforensics.gateway.status import read_status
+
+            figures["instances_signed"] = read_status(
+                gateway.spool.engine, gateway.spool.root
+            ).signed
     finally:
         gateway.stop()
     return figures
@@ -174,28 +203,32 @@ def bench_end_to_end(
     detector: str,
     destination: Any,
     reports: bool,
+    signing: Any = None,
 ) -> dict[str, Any]:
     from medforensics.gateway.app import Gateway
     from medforensics.gateway.config import Destination, GatewayConfig
     from medforensics.gateway.tables import GatewayBatch
     from medforensics.samples import chest_ct_phantom, write_ct_series
 
+    tag = "-signed" if signing is not None else ""
     rng = np.random.default_rng(1)
     written = [
-        write_ct_series(chest_ct_phantom(slices, 128, rng), root / "e2e" / f"s{k:03d}")
+        write_ct_series(chest_ct_phantom(slices, 128, rng), root / f"e2e{tag}" / f"s{k:03d}")
         for k in range(series)
     ]
     groups = [[p for s in written[k::associations] for p in s] for k in range(associations)]
     config = GatewayConfig(
-        spool_dir=root / "spool-e2e",
+        spool_dir=root / f"spool-e2e{tag}",
         port=0,
         quiet_seconds=1.0,
         detector=detector,
         write_reports=reports,
         destination=Destination(destination.ae_title, "127.0.0.1", destination.port),
+        signing=signing,
     )
     gateway = Gateway(config)
     _host, port = gateway.start()
+    already = getattr(destination, "received", 0)
     try:
         start = time.perf_counter()
         seconds_sending, acked = send_all(port, groups)
@@ -214,6 +247,9 @@ def bench_end_to_end(
                     GatewayBatch.outcome,
                 )
             ).all()
+        from medforensics.gateway.status import read_status
+
+        status = read_status(gateway.spool.engine, gateway.spool.root)
     finally:
         gateway.stop()
     latency = [done - last for last, _analysed, done, _outcome in rows if done]
@@ -235,8 +271,12 @@ def bench_end_to_end(
         "latency_after_quiet_s_median": round(statistics.median(latency) - 1.0, 2)
         if latency
         else None,
-        "objects_at_destination": getattr(destination, "received", None),
+        "objects_at_destination": getattr(destination, "received", 0) - already,
         "outcomes": outcomes,
+        "signing": signing is not None,
+        "signed": status.signed,
+        "verified_before_forwarding": status.verified,
+        "broken_signatures": status.broken,
     }
 
 
@@ -249,6 +289,13 @@ def main() -> int:
     parser.add_argument("--detector", default="classical")
     parser.add_argument("--associations", type=int, default=8)
     parser.add_argument("--no-reports", action="store_true", help="Analyse only, attach nothing.")
+    parser.add_argument(
+        "--sign", action="store_true", help="Also run both stages with signing and verifying."
+    )
+    parser.add_argument("--sign-algorithm", choices=("rsa", "ecdsa"), default="rsa")
+    parser.add_argument(
+        "--receive-size", type=int, default=64, help="Rows and columns of the received images."
+    )
     parser.add_argument("--out", type=Path, default=HERE / "out" / "bench_gateway.json")
     args = parser.parse_args()
     import logging
@@ -269,11 +316,20 @@ def main() -> int:
             if args.destination == "orthanc"
             else MemoryDestination()
         )
+        signing = make_signing(root, args.sign_algorithm) if args.sign else None
+        runs = [None, signing] if signing is not None else [None]
+        receive: dict[str, Any] = {}
+        end_to_end: dict[str, Any] = {}
         try:
-            receive = bench_receive(root, instances, args.associations)
-            end_to_end = bench_end_to_end(
-                root, series, 16, args.associations, args.detector, destination, not args.no_reports
-            )
+            for key, config in zip(("plain", "signed"), runs, strict=False):
+                receive[key] = bench_receive(
+                    root, instances, args.associations, config, args.receive_size
+                )
+            for key, config in zip(("plain", "signed"), runs, strict=False):
+                end_to_end[key] = bench_end_to_end(
+                    root, series, 16, args.associations, args.detector, destination,
+                    not args.no_reports, config,
+                )  # fmt: skip
         finally:
             destination.stop()
     report = {
@@ -281,22 +337,56 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores",
         "destination": args.destination,
-        "receive": receive,
-        "end_to_end": end_to_end,
+        "receive": receive["plain"],
+        "end_to_end": end_to_end["plain"],
     }
+    if signing is not None:
+        report["signing"] = {
+            "algorithm": args.sign_algorithm,
+            "receive": receive["signed"],
+            "end_to_end": end_to_end["signed"],
+        }
+    for key in receive:
+        print_figures(key, receive[key], end_to_end[key], args.destination)
+    if signing is not None:
+        plain, signed = receive["plain"], receive["signed"]
+        print(
+            f"signing on ingest ({args.sign_algorithm}): {plain['instances_per_s']} -> "
+            f"{signed['instances_per_s']} instances/s received "
+            f"({signed['instances_per_s'] / plain['instances_per_s']:.0%})"
+        )
+        if "one_association_per_s" in plain and "one_association_per_s" in signed:
+            print(
+                f"  one association: {plain['one_association_per_s']} -> "
+                f"{signed['one_association_per_s']} instances/s"
+            )
+        a, b = end_to_end["plain"], end_to_end["signed"]
+        print(
+            f"  end to end (sign + verify before forwarding): {a['series_per_min']} -> "
+            f"{b['series_per_min']} series/min"
+        )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def print_figures(key: str, receive: dict[str, Any], e2e: dict[str, Any], destination: str) -> None:
+    label = " (signing on ingest, verifying before forwarding)" if key == "signed" else ""
+    print(f"--- {key}{label}")
     print(
-        f"gateway receive: {receive['instances']} instances of 64x64 over "
+        f"gateway receive: {receive['instances']} instances of "
+        f"{receive['image_size']}x{receive['image_size']} over "
         f"{receive['associations']} associations"
     )
     print(f"  {receive['instances_per_s']:8.1f} instances/s acknowledged (fsynced + indexed)")
     print(f"  senders: {receive['sender']}")
     if "one_association_per_s" in receive:
         print(f"  {receive['one_association_per_s']:8.1f} instances/s on one association")
-    e2e = end_to_end
     print(
         f"gateway end to end: {e2e['series']} series of 128x128x{e2e['slices_per_series']}, "
         f"detector {e2e['detector']}, reports {'on' if e2e['reports'] else 'off'}, "
-        f"to {args.destination}"
+        f"to {destination}"
     )
     print(
         f"  {e2e['series_per_min']:8.1f} series/min analysed and forwarded "
@@ -305,10 +395,6 @@ def main() -> int:
     print(f"  {e2e['instances_per_s_end_to_end']:8.1f} instances/s end to end")
     print(f"  {e2e['latency_after_quiet_s_median']} s median from quiet period to forwarded")
     print(f"  outcomes: {e2e['outcomes']}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
-    return 0
 
 
 if __name__ == "__main__":

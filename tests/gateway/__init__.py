@@ -94,13 +94,18 @@ def echo(port: int, **kwargs: Any) -> int | None:
 
 @dataclass
 class CountingSCP:
-    """A destination PACS in the test process: counts every C-STORE by SOPInstanceUID."""
+    """A destination PACS in the test process: counts every C-STORE by SOPInstanceUID.
+
+    With ``save_dir``, each instance stored is also written there as a DICOM file, exactly as
+    it was sent (``<SOPInstanceUID>.dcm``), for checks that need the bytes (signatures).
+    """
 
     ae_title: str = "DEST"
     status: int = 0x0000
     received: list[str] = field(default_factory=list)
     datasets: list[Any] = field(default_factory=list)
     port: int = 0
+    save_dir: Path | None = None
     _server: Any = None
 
     def start(self) -> CountingSCP:
@@ -115,6 +120,10 @@ class CountingSCP:
                 ds = event.dataset
                 self.received.append(str(ds.SOPInstanceUID))
                 self.datasets.append(ds)
+                if self.save_dir is not None:
+                    self.save_dir.mkdir(parents=True, exist_ok=True)
+                    target = self.save_dir / f"{ds.SOPInstanceUID}.dcm"
+                    target.write_bytes(event.encoded_dataset(include_meta=True))
             return self.status
 
         self._server = ae.start_server(

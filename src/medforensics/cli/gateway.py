@@ -59,18 +59,31 @@ def parse_destination(text: str) -> Any:
     return Destination(ae_title=ae_title, host=host.strip("[]"), port=int(port))
 
 
-def _load(config: Path | None, spool: Path | None, **overrides: Any) -> Any:
-    from medforensics.gateway.config import ConfigError, GatewayConfig, load_config
+def _load(
+    config: Path | None,
+    spool: Path | None,
+    signing: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    from medforensics.gateway.config import (
+        ConfigError,
+        GatewayConfig,
+        load_config,
+        override_signing,
+    )
 
     try:
         if config is not None:
-            return load_config(config, spool_dir=spool, **overrides)
-        from medforensics.db import data_dir
+            loaded = load_config(config, spool_dir=spool, **overrides)
+        else:
+            from medforensics.db import data_dir
 
-        values = {k: v for k, v in overrides.items() if v is not None}
-        return GatewayConfig(spool_dir=spool or data_dir() / "gateway", **values)
+            values = {k: v for k, v in overrides.items() if v is not None}
+            loaded = GatewayConfig(spool_dir=spool or data_dir() / "gateway", **values)
+        return override_signing(loaded, **(signing or {}))
     except ConfigError as exc:
-        stderr.print(f"[red]error:[/] {exc}")
+        where = f"{config}: " if config is not None and not str(exc).startswith(str(config)) else ""
+        stderr.print(f"[red]error:[/] {where}{exc}")
         raise typer.Exit(2) from exc
 
 
@@ -93,14 +106,39 @@ def run_command(
     ),
     webhook: str | None = typer.Option(None, help="POST alerts as JSON to this URL."),
     workers: int | None = typer.Option(None, help="Series analysed at the same time."),
+    sign_key: Path | None = typer.Option(None, help="Signing key (overrides signing.key)."),
+    sign_cert: Path | None = typer.Option(None, help="Its certificate (signing.cert)."),
+    passphrase_env: str | None = typer.Option(
+        None, help="Environment variable holding the key's passphrase."
+    ),
+    sign_profile: str | None = typer.Option(None, help="Signature profile: base or creator."),
+    sign: bool | None = typer.Option(
+        None, "--sign/--no-sign", help="Sign every instance on ingest (default: with a key)."
+    ),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", help="Verify signatures before forwarding (default on)."
+    ),
+    trust: Path | None = typer.Option(None, help="CA bundle signers are checked against."),
+    crl: list[Path] | None = typer.Option(None, "--crl", help="Revocation list (repeat)."),
     log_level: str = typer.Option("info", help="debug, info, warning or error."),
     log_json: bool = typer.Option(False, "--log-json", help="One JSON object per log line."),
 ) -> None:
     """Run the Storage SCP: spool, analyse, forward or quarantine, alert. Stops on SIGTERM."""
     _setup_logging(log_level, log_json)
+    signing = {
+        "key": sign_key,
+        "cert": sign_cert,
+        "passphrase_env": passphrase_env,
+        "profile": sign_profile,
+        "sign_on_ingest": sign,
+        "verify_before_forward": verify,
+        "trust": trust,
+        "crls": crl or None,
+    }
     cfg = _load(
         config,
         spool,
+        signing,
         ae_title=ae_title,
         host=host,
         port=port,
@@ -112,10 +150,15 @@ def run_command(
         analysis_workers=workers,
     )
     from medforensics.gateway.app import Gateway
+    from medforensics.gateway.config import ConfigError
     from medforensics.utils.optional import MissingExtraError
 
     try:
         Gateway(cfg).run_forever()
+    except ConfigError as exc:  # a key or certificate that cannot be used: found at start-up
+        where = f"{config}: " if config is not None else ""
+        stderr.print(f"[red]error:[/] {where}{exc}")
+        raise typer.Exit(2) from exc
     except (MissingExtraError, KeyError, OSError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) else str(exc)
         stderr.print(f"[red]error:[/] {message}")
@@ -153,6 +196,11 @@ def status_command(
         f"quarantined {status.quarantined}  rejected {status.rejected}  "
         f"results forwarded {status.results_forwarded}"
     )
+    if status.signed or status.verified or status.broken or status.unsigned:
+        stdout.print(
+            f"signatures: signed {status.signed}  verified {status.verified}  "
+            f"broken {status.broken}  (untrusted {status.untrusted}, unsigned {status.unsigned})"
+        )
     pending = sum(status.pending_series.values())
     detail = ", ".join(f"{n} {state}" for state, n in sorted(status.pending_series.items()))
     stdout.print(

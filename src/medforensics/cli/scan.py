@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -13,6 +14,9 @@ from medforensics.detect.base import Detector
 from medforensics.detect.types import Detection
 from medforensics.io.loader import LoadOptions, Skipped
 from medforensics.io.types import ImageVolume
+
+if TYPE_CHECKING:
+    from medforensics.provenance.audit import AuditHook
 from medforensics.scan import DEFAULT_DETECTOR, ScanResult, exit_code, report_dict, scan_paths
 
 
@@ -66,7 +70,7 @@ def scan_command(
         raise typer.Exit(2) from exc
     raw_paths = list(paths)
     reporter = _ReportWriter(active, report_dir, include_phi) if report_dir is not None else None
-    auditor = _Auditor(active, db_url) if audit else None
+    auditor = _auditor(active, db_url) if audit else None
     hooks = [hook for hook in (reporter, auditor) if hook is not None]
     results: list[ScanResult] = []
     skipped: list[Skipped] = []
@@ -153,33 +157,16 @@ class _ReportWriter:
         result.notes.extend(f"report: {note}" for note in files.notes)
 
 
-class _Auditor:
-    """Appends each analysis to the audit log (``--audit``), hashing its source files."""
-
-    label = "audit"
-
-    def __init__(self, detector: Detector, db_url: str | None) -> None:
-        import getpass
-
-        from medforensics.db import make_engine
-        from medforensics.provenance.audit import AuditLog
-
-        self.log = AuditLog(make_engine(db_url))
-        self.actor = f"cli:{getpass.getuser()}"
-        self.model = detector.describe()
-        self.recorded = 0
-
-    def __call__(self, volume: ImageVolume, detection: Detection, result: ScanResult) -> None:
-        from medforensics.provenance.audit import record_scan_result, sha256_file
-
-        hashes = {str(path): sha256_file(str(path)) for path in volume.source_files}
-        record_scan_result(
-            self.log, result, actor=self.actor, model=self.model, input_hashes=hashes
-        )
-        self.recorded += 1
-
-
 Hook = Callable[[ImageVolume, Detection, ScanResult], None]
+
+
+def _auditor(detector: Detector, db_url: str | None) -> AuditHook:
+    import getpass
+
+    from medforensics.db import make_engine
+    from medforensics.provenance.audit import AuditHook, AuditLog
+
+    return AuditHook(AuditLog(make_engine(db_url)), f"cli:{getpass.getuser()}", detector.describe())
 
 
 def _chain(hooks: Sequence[Hook]) -> Hook:

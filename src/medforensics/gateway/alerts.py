@@ -44,9 +44,10 @@ def alert_payload(
                     key: finding.get(key)
                     for key in ("kind", "score", "slice", "row", "col", "sop_instance_uid")
                 }
+                | ({"detail": finding.get("detail")} if finding.get("kind") == "signature" else {})
             )
     findings.sort(key=lambda f: -(f.get("score") or 0.0))
-    return {
+    payload: dict[str, Any] = {
         "event": EVENT,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "tool": f"medforensics {__version__}",
@@ -63,6 +64,11 @@ def alert_payload(
         "errors": [r["error"] for r in results if r.get("error")],
         "findings": findings[:10],
     }
+    # broken signatures: file name, SOPInstanceUID, where it broke, which attributes changed
+    signatures = [item for r in results for item in r.get("signature_problems") or []]
+    if signatures:
+        payload["signatures"] = signatures
+    return payload
 
 
 class Alerter:

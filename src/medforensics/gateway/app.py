@@ -7,6 +7,9 @@ Threads:
 * ``analysis_workers`` threads analyse complete batches (one detector each, reused);
 * one dispatch thread quarantines, alerts and forwards, in batch order.
 
+With ``[signing]``, the SCP threads also sign each instance before acknowledging it, and the
+dispatch thread verifies each one before it leaves the spool (``signing``).
+
 State lives in the spool, not in these threads: stopping (or SIGKILL) at any moment loses no
 acknowledged instance, and ``start`` resumes every unfinished batch where it stopped.
 """
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from medforensics.detect.base import Detector
 from medforensics.gateway import tables as t
@@ -31,8 +34,12 @@ from medforensics.gateway.config import GatewayConfig
 from medforensics.gateway.dispatch import Dispatcher
 from medforensics.gateway.forward import Forwarder
 from medforensics.gateway.scp import StorageSCP
+from medforensics.gateway.signing import GatewaySigning, with_signature_options
 from medforensics.gateway.spool import Spool
 from medforensics.gateway.worker import analyse_folder
+
+if TYPE_CHECKING:
+    from medforensics.provenance.audit import AuditHook, AuditLog
 
 LOGGER = logging.getLogger("medforensics.gateway")
 #: seconds between scheduler passes over the index (quiet batches are checked more often)
@@ -73,19 +80,38 @@ class Gateway:
         self._dispatcher: Dispatcher | None = None
         self.scp: StorageSCP | None = None
         self.address: tuple[str, int] | None = None
+        self.signing: GatewaySigning | None = None
+        self._audit_log: AuditLog | None = None
 
     def _create_detector(self) -> Detector:
         from medforensics.detect import create_detector
 
         return create_detector(self.config.detector)
 
+    def _new_detector(self) -> Detector:
+        detector = self._detector_factory()
+        if self.config.signing is not None:
+            detector = with_signature_options(detector, self.config.signing)
+        return detector
+
     # -- life cycle --------------------------------------------------------------------------
 
     def start(self) -> tuple[str, int]:
         """Recover the spool, start the workers, then listen; returns ``(host, port)``."""
         config = self.config
+        # fail now, not on the first instance, when a key cannot be loaded (ConfigError)
+        if config.signing is not None:
+            self.signing = GatewaySigning.load(config.signing)
+            LOGGER.info(
+                "signing: %s; %s",
+                f"signing on ingest as {self.signing.ingest.signer.name!r} "
+                f"({config.signing.profile} profile)"
+                if self.signing.ingest
+                else "not signing",
+                "verifying before forwarding" if self.signing.verifies else "not verifying",
+            )
         # fail now, not on the first series, when the detector name is wrong
-        self._detectors.put(self._detector_factory())
+        self._detectors.put(self._new_detector())
         spool = self.spool = Spool.at(
             config.spool_dir, config.db_url, min_free_bytes=config.min_free_bytes
         )
@@ -109,7 +135,11 @@ class Gateway:
                 timeout_s=config.network_timeout_s,
             )
         self._dispatcher = Dispatcher(
-            config, spool, forwarder, Alerter(config.webhook_url, config.webhook_timeout_s)
+            config,
+            spool,
+            forwarder,
+            Alerter(config.webhook_url, config.webhook_timeout_s),
+            self.signing,
         )
         self._analysis_pool = ThreadPoolExecutor(
             config.analysis_workers, thread_name_prefix="gateway-analysis"
@@ -124,7 +154,12 @@ class Gateway:
             target=self._schedule, name="gateway-scheduler", daemon=True
         )
         self._scheduler.start()
-        self.scp = StorageSCP(config, spool, on_stored=self._on_stored)
+        self.scp = StorageSCP(
+            config,
+            spool,
+            on_stored=self._on_stored,
+            signer=self.signing.ingest if self.signing is not None else None,
+        )
         self.address = self.scp.start()
         return self.address
 
@@ -218,6 +253,14 @@ class Gateway:
         if not future.cancelled() and future.exception() is not None:
             LOGGER.error("batch %s: %s", batch_id, future.exception())
 
+    def _audit_hook(self, spool: Spool, detector: Detector) -> AuditHook:
+        """Every analysis goes into the hash-chained audit log in the gateway's database."""
+        from medforensics.provenance.audit import AuditHook, AuditLog
+
+        if self._audit_log is None:  # two threads racing here make two handles on one log: fine
+            self._audit_log = AuditLog(spool.engine)
+        return AuditHook(self._audit_log, f"gateway:{self.config.ae_title}", detector.describe())
+
     def _analyse(self, batch_id: int) -> None:
         assert self.spool is not None
         spool = self.spool
@@ -227,7 +270,7 @@ class Gateway:
         try:
             detector = self._detectors.get_nowait()
         except queue.Empty:
-            detector = self._detector_factory()
+            detector = self._new_detector()
         try:
             analysis = analyse_folder(
                 spool.batch_dir(batch),
@@ -235,6 +278,7 @@ class Gateway:
                 spool.results_dir(batch_id),
                 write_reports=self.config.write_reports,
                 attach=self.config.policy.attach,
+                audit=self._audit_hook(spool, detector),
             )
             actions = self.config.policy.actions_for(analysis.outcome)
             results = analysis.results

@@ -1,6 +1,6 @@
 """Gateway settings: frozen dataclasses read from a TOML or JSON file, checked on load.
 
-A configuration file has up to five tables; every key is optional except the spool folder::
+A configuration file has up to six tables; every key is optional except the spool folder::
 
     [gateway]
     ae_title = "MEDFORENSICS"
@@ -28,6 +28,14 @@ A configuration file has up to five tables; every key is optional except the spo
     cert = "/etc/medforensics/gateway.pem"
     key = "/etc/medforensics/gateway.key"
 
+    [signing]                     # optional: sign on ingest, verify on the way out
+    key = "/etc/medforensics/keys/signer-key.pem"
+    cert = "/etc/medforensics/keys/signer-cert.pem"
+    passphrase_env = "MF_PASSPHRASE"
+    profile = "base"              # or "creator"
+    trust = "/etc/medforensics/keys/ca-cert.pem"
+    crls = ["/etc/medforensics/keys/site.crl"]
+
 Unknown keys are errors, so a typo never silently leaves a default in place.
 """
 
@@ -50,6 +58,8 @@ OUTCOMES: tuple[str, ...] = get_args(Outcome)
 ATTACHABLE = ("sr", "sc", "pdf", "seg")
 
 DEFAULT_MAX_PDU = 65536
+#: signature profiles the gateway can sign with (``medforensics.provenance.profiles``)
+SIGNING_PROFILES = ("base", "creator")
 
 
 class ConfigError(ValueError):
@@ -70,6 +80,59 @@ class TlsConfig:
     cert: Path
     key: Path
     ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class SigningConfig:
+    """DICOM digital signatures in the gateway (``medforensics.provenance``).
+
+    Attributes:
+        key: the signing private key (PEM or DER, RSA or EC); needed to sign on ingest.
+        cert: the X.509 certificate of ``key``.
+        passphrase_env: environment variable holding the key's passphrase (encrypted keys).
+        profile: ``base`` (every signable attribute) or ``creator`` (leaves out patient and
+            study descriptions, so demographics can be corrected without breaking it).
+        sign_on_ingest: sign every instance as it is spooled, before it is acknowledged
+            (None, the default: when a key is given).
+        verify_before_forward: verify every instance's signatures before it leaves the spool;
+            a broken one quarantines its series instead of forwarding it.
+        trust: CA bundle that signers' certificates are checked against (verification and the
+            ``signature`` detector); None: trust is not evaluated.
+        crls: certificate revocation lists to consult.
+    """
+
+    key: Path | None = None
+    cert: Path | None = None
+    passphrase_env: str | None = None
+    profile: str = "base"
+    sign_on_ingest: bool | None = None
+    verify_before_forward: bool = True
+    trust: Path | None = None
+    crls: tuple[Path, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.profile not in SIGNING_PROFILES:
+            raise ConfigError(
+                f"signing.profile: {self.profile!r} is not a profile; use "
+                f"{' or '.join(SIGNING_PROFILES)}"
+            )
+        if self.sign_on_ingest and self.key is None:
+            raise ConfigError(
+                "signing.sign_on_ingest needs signing.key and signing.cert (or set "
+                "sign_on_ingest = false to verify only)"
+            )
+        if (self.key is None) != (self.cert is None):
+            raise ConfigError("signing.key and signing.cert go together: give both or neither")
+        if self.passphrase_env is not None and not self.passphrase_env.isidentifier():
+            raise ConfigError(
+                f"signing.passphrase_env: {self.passphrase_env!r} is not an environment "
+                "variable name"
+            )
+
+    @property
+    def signs(self) -> bool:
+        """Whether instances are signed as they are spooled."""
+        return self.key is not None and self.sign_on_ingest is not False
 
 
 @dataclass(frozen=True)
@@ -135,6 +198,7 @@ class GatewayConfig:
         accept_unknown_sop_classes: accept storage of SOP classes pynetdicom does not know.
         write_reports: write reports (JSON, PDF, DICOM SR / SC / PDF) for every analysed series;
             ``attach`` can forward only what was written.
+        signing: sign on ingest and verify on the way out; None: neither.
     """
 
     spool_dir: Path
@@ -158,6 +222,7 @@ class GatewayConfig:
     retry_max_s: float = 60.0
     accept_unknown_sop_classes: bool = False
     write_reports: bool = True
+    signing: SigningConfig | None = None
 
     def __post_init__(self) -> None:
         _check_ae(self.ae_title, "gateway.ae_title")
@@ -210,12 +275,11 @@ def _check_ae(title: str, key: str) -> None:
         )
 
 
-_SECTIONS = ("gateway", "destination", "policy", "alerts", "tls")
-_GATEWAY_KEYS = {
-    f.name
-    for f in fields(GatewayConfig)
-    if f.name not in ("destination", "policy", "tls", "webhook_url", "webhook_timeout_s")
-}
+_SECTIONS = ("gateway", "destination", "policy", "alerts", "tls", "signing")
+#: settings of GatewayConfig that live in tables of their own
+_ELSEWHERE = ("destination", "policy", "tls", "webhook_url", "webhook_timeout_s", "signing")
+_GATEWAY_KEYS = {f.name for f in fields(GatewayConfig) if f.name not in _ELSEWHERE}
+_SIGNING_KEYS = {f.name for f in fields(SigningConfig)}
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -250,6 +314,34 @@ def _tls(values: Mapping[str, Any], where: str, base: Path) -> TlsConfig:
         key=_path(values["key"], base),
         ca=_path(ca, base) if ca else None,
     )
+
+
+def _signing(values: Mapping[str, Any], base: Path) -> SigningConfig:
+    unknown = set(values) - _SIGNING_KEYS
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) in [signing]: {sorted(unknown)}; use {sorted(_SIGNING_KEYS)}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name in ("key", "cert", "trust"):
+        if values.get(name):
+            kwargs[name] = _path(values[name], base)
+    crls = values.get("crls", [])
+    if isinstance(crls, str):
+        crls = [crls]
+    if not isinstance(crls, list):
+        raise ConfigError("signing.crls must be a list of files")
+    kwargs["crls"] = tuple(_path(crl, base) for crl in crls)
+    for name in ("sign_on_ingest", "verify_before_forward"):
+        if name in values:
+            if not isinstance(values[name], bool):
+                raise ConfigError(f"signing.{name} must be true or false")
+            kwargs[name] = values[name]
+    if values.get("passphrase_env"):
+        kwargs["passphrase_env"] = str(values["passphrase_env"])
+    if "profile" in values:
+        kwargs["profile"] = str(values["profile"])
+    return SigningConfig(**kwargs)
 
 
 def _path(value: Any, base: Path) -> Path:
@@ -307,6 +399,12 @@ def config_from_mapping(
     tls_values = _table(data, "tls", where)
     if tls_values:
         kwargs["tls"] = _tls(tls_values, where, base)
+    signing = _table(data, "signing", where)
+    if signing:
+        try:
+            kwargs["signing"] = _signing(signing, base)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
     try:
         return GatewayConfig(**kwargs)
     except TypeError as exc:
@@ -324,3 +422,16 @@ def load_config(path: str | Path, **overrides: Any) -> GatewayConfig:
         return replace(config, **changes) if changes else config
     except ConfigError as exc:
         raise ConfigError(f"{file}: {exc}") from exc
+
+
+def override_signing(config: GatewayConfig, **changes: Any) -> GatewayConfig:
+    """``config`` with some ``[signing]`` settings replaced (None values are left alone)."""
+    values = {key: value for key, value in changes.items() if value is not None}
+    if not values:
+        return config
+    unknown = set(values) - _SIGNING_KEYS
+    if unknown:
+        raise ConfigError(f"unknown [signing] setting(s) {sorted(unknown)}")
+    if "crls" in values:
+        values["crls"] = tuple(Path(p) for p in values["crls"])
+    return replace(config, signing=replace(config.signing or SigningConfig(), **values))

@@ -6,6 +6,10 @@ once done, the alert flag is set once sent, each forwarded instance is marked as
 destination confirms it. A destination that is down defers the batch (exponential backoff); an
 instance the destination refuses for good is "rejected" and its batch ends in quarantine, so no
 acknowledged instance is ever dropped.
+
+With ``[signing] verify_before_forward``, every instance still in the spool is verified first
+(``signing.verify_batch``); a broken signature turns the batch into a quarantined, alerted
+``manipulated`` one before anything is sent.
 """
 
 from __future__ import annotations
@@ -18,8 +22,18 @@ from medforensics.gateway import tables as t
 from medforensics.gateway.alerts import Alerter, alert_payload
 from medforensics.gateway.config import GatewayConfig
 from medforensics.gateway.forward import Forwarder, ForwardError, Outgoing, is_success, is_transient
+from medforensics.gateway.signing import (
+    SIGNATURE_CHECK,
+    GatewaySigning,
+    describe_problem,
+    signature_result,
+    verify_batch,
+)
 from medforensics.gateway.spool import Spool
 from medforensics.gateway.tables import GatewayBatch
+
+#: what a batch with a broken signature does, whatever the policy says: never forwarded
+BROKEN_SIGNATURE_ACTIONS = ("quarantine", "alert")
 
 LOGGER = logging.getLogger("medforensics.gateway.dispatch")
 
@@ -33,11 +47,13 @@ class Dispatcher:
         spool: Spool,
         forwarder: Forwarder | None,
         alerter: Alerter,
+        signing: GatewaySigning | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
         self.forwarder = forwarder
         self.alerter = alerter
+        self.signing = signing
 
     def dispatch(self, batch_id: int) -> bool:
         """Do what is left for the batch; True when it is done, False when deferred."""
@@ -46,8 +62,10 @@ class Dispatcher:
             return batch.state == t.DONE
         actions = [a for a in batch.actions.split(",") if a]
         try:
+            if self.signing is not None and self.signing.verifies:
+                batch, actions = self._verify(batch, actions)
             if "quarantine" in actions:
-                self.spool.quarantine(batch, self._verdict(batch, actions, "policy"))
+                self.spool.quarantine(batch, self._verdict(batch, actions, self._reason(batch)))
             if "alert" in actions and not batch.alerted:
                 self._alert(batch, actions)
             if "forward" in actions:
@@ -72,6 +90,36 @@ class Dispatcher:
         )
         return True
 
+    def _verify(self, batch: GatewayBatch, actions: list[str]) -> tuple[GatewayBatch, list[str]]:
+        """Verify what is still in the spool; a broken signature overrides outcome and actions."""
+        assert self.signing is not None
+        broken = verify_batch(self.spool, batch, self.signing.options)
+        if not broken:
+            return batch, actions
+        results = self._results(batch)
+        if any(r.get("signature_problems") == broken for r in results):
+            return batch, actions  # found and recorded by an earlier attempt
+        entry = signature_result(broken)
+        kept = [r for r in results if r.get("detector") != SIGNATURE_CHECK]
+        for item in broken:
+            message = f"signature broken: {describe_problem(item)}"
+            LOGGER.error("batch %s: %s", batch.id, message)
+            self.spool.log_event("error", message, batch.id)
+        forwarded = self.spool.instances(batch.id, role=t.IMAGE, states=[t.FORWARDED])
+        if forwarded:
+            entry["notes"].append(
+                f"{len(forwarded)} instance(s) of this series had been forwarded before the "
+                "broken signature was found"
+            )
+        self.spool.override_outcome(
+            batch.id,
+            outcome="manipulated",
+            score=1.0,
+            actions=BROKEN_SIGNATURE_ACTIONS,
+            results=[*kept, entry],
+        )
+        return self.spool.batch(batch.id), list(BROKEN_SIGNATURE_ACTIONS)
+
     def _defer(self, batch: GatewayBatch, error: str) -> None:
         delay = min(self.config.retry_max_s, 2.0 ** min(batch.attempts, 10))
         LOGGER.warning("batch %s deferred %.0f s: %s", batch.id, delay, error)
@@ -83,6 +131,11 @@ class Dispatcher:
         except json.JSONDecodeError:
             return []
         return loaded if isinstance(loaded, list) else []
+
+    def _reason(self, batch: GatewayBatch) -> str:
+        if any(r.get("detector") == SIGNATURE_CHECK for r in self._results(batch)):
+            return "broken signature"
+        return "policy"
 
     def _verdict(self, batch: GatewayBatch, actions: list[str], reason: str) -> dict[str, Any]:
         return {

@@ -1,7 +1,8 @@
 """The Storage SCP: C-ECHO and C-STORE for every storage SOP class, handlers kept thin.
 
-A C-STORE handler checks that the data set is whole and carries the UIDs it needs, hands the
-encoded bytes to the spool and answers: ``0x0000`` once the spool has made the instance durable
+A C-STORE handler checks that the data set is whole and carries the UIDs it needs, signs it
+when the gateway signs on ingest (``signing.IngestSigner``), hands the bytes to the spool and
+answers: ``0x0000`` once the spool has made the instance durable
 (or already holds those very bytes under that UID), ``0xA700`` when it cannot (disk full, index
 unavailable), ``0xC210`` for a data set that cannot be understood (truncated, undecodable),
 ``0xA900`` when it does not match its request (missing or different UIDs). Analysis never runs
@@ -15,6 +16,7 @@ unknown SOP classes are refused at negotiation.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import ssl
 import threading
@@ -25,6 +27,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import UID
 
 from medforensics.gateway.config import GatewayConfig, TlsConfig
+from medforensics.gateway.signing import IngestSigner
 from medforensics.gateway.spool import Spool, SpoolError
 from medforensics.gateway.tcp import guarded_socket_class, no_delay
 from medforensics.gateway.validate import (
@@ -62,8 +65,29 @@ def _status(code: int, comment: str) -> Dataset:
     return status
 
 
-def handle_store(event: Event, spool: Spool, on_stored: Callable[[], None] | None) -> int | Dataset:
-    """EVT_C_STORE: validate, spool durably, answer. Never raises."""
+def _signed(
+    signer: IngestSigner, dataset: Dataset, event: Event, spool: Spool, sop_instance: str
+) -> tuple[bytes, str] | None:
+    """The instance signed, or None (stored unsigned) when it cannot be signed."""
+    try:
+        return signer.sign(dataset, event.file_meta)
+    except Exception as exc:  # an odd data set must not cost the sender its instance
+        message = (
+            f"instance {sop_instance} could not be signed and is stored unsigned: "
+            f"{type(exc).__name__}: {exc}"
+        )
+        LOGGER.error(message)
+        spool.log_event("error", message)
+        return None
+
+
+def handle_store(
+    event: Event,
+    spool: Spool,
+    on_stored: Callable[[], None] | None,
+    signer: IngestSigner | None = None,
+) -> int | Dataset:
+    """EVT_C_STORE: validate, sign (if asked), spool durably, answer. Never raises."""
     from pynetdicom.dsutils import encode_file_meta
 
     request = event.request
@@ -90,13 +114,17 @@ def handle_store(event: Event, spool: Spool, on_stored: Callable[[], None] | Non
         problem = pixel_problem(dataset, transfer_syntax.is_compressed)
         if problem is not None:
             raise RejectedInstance(STATUS_CANNOT_UNDERSTAND, problem)
+        received = b"".join((b"\x00" * 128, b"DICM", encode_file_meta(event.file_meta), stream))
+        signed = _signed(signer, dataset, event, spool, sop_instance) if signer else None
         spool.store(
-            b"".join((b"\x00" * 128, b"DICM", encode_file_meta(event.file_meta), stream)),
+            signed[0] if signed else received,
             sop_uid=keys.sop_instance_uid,
             sop_class_uid=keys.sop_class_uid,
             study_uid=keys.study_uid,
             series_uid=keys.series_uid,
             calling_ae=calling_ae,
+            received_sha256=hashlib.sha256(received).hexdigest() if signed else None,
+            signature_uid=signed[1] if signed else None,
         )
     except RejectedInstance as exc:
         LOGGER.warning(
@@ -153,11 +181,16 @@ class StorageSCP:
     """The gateway's listening side; ``start`` returns once it accepts associations."""
 
     def __init__(
-        self, config: GatewayConfig, spool: Spool, on_stored: Callable[[], None] | None = None
+        self,
+        config: GatewayConfig,
+        spool: Spool,
+        on_stored: Callable[[], None] | None = None,
+        signer: IngestSigner | None = None,
     ) -> None:
         self.config = config
         self.spool = spool
         self.on_stored = on_stored
+        self.signer = signer
         self._server: ThreadedAssociationServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -189,7 +222,7 @@ class StorageSCP:
 
         ae = self._application_entity()
         handlers: list[Any] = [
-            (evt.EVT_C_STORE, handle_store, [self.spool, self.on_stored]),
+            (evt.EVT_C_STORE, handle_store, [self.spool, self.on_stored, self.signer]),
             (evt.EVT_C_ECHO, handle_echo),
             (evt.EVT_ACCEPTED, _log_event),
             (evt.EVT_REJECTED, _log_event),

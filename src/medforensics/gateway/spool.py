@@ -111,6 +111,7 @@ def open_engine(url: str) -> Engine:
             cursor.close()
 
     Base.metadata.create_all(engine, tables=t.GATEWAY_TABLES)
+    t.add_missing_columns(engine)
     return engine
 
 
@@ -129,6 +130,7 @@ class Spool:
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
         self._open: dict[tuple[str, str], _OpenBatch] = {}
+        self._sop_locks = tuple(threading.Lock() for _ in range(32))
         self._known_dirs: set[Path] = set()
         for folder in (self.tmp, root / t.IN_INCOMING, root / t.IN_QUARANTINE, root / "results"):
             make_dirs(folder)
@@ -156,6 +158,8 @@ class Spool:
         study_uid: str,
         series_uid: str,
         calling_ae: str = "",
+        received_sha256: str | None = None,
+        signature_uid: str | None = None,
     ) -> Path | None:
         """Store one encoded instance (DICOM file format) durably; raises ``SpoolError``.
 
@@ -164,8 +168,12 @@ class Spool:
         that an earlier batch already holds or has delivered: it is not spooled twice, so a
         modality retrying after a lost acknowledgement causes neither a second forward nor a
         lone-instance analysis.
+
+        A signed instance is stored with the SHA-256 of the bytes as received
+        (``received_sha256``: resends are recognised by those) and the UID of the signature
+        the gateway added (``signature_uid``).
         """
-        digest = hashlib.sha256(data).hexdigest()
+        digest = received_sha256 or hashlib.sha256(data).hexdigest()
         self._check_space(len(data))
         temp = self.tmp / f"{uuid.uuid4().hex}.part"
         try:
@@ -185,18 +193,33 @@ class Spool:
         try:
             folder = self._batch_path(t.IN_INCOMING, study_uid, series_uid, entry.batch_id)
             target = folder / f"{safe_name(sop_uid)}.dcm"
-            created = self.add_instance(
-                entry.batch_id, sop_uid, sop_class_uid, target.name, now, len(data), digest
+            # the same signed instance on two associations at once: row and file must come from
+            # the same one (its signature UID is in both)
+            same_sop = (
+                self._sop_locks[hash(sop_uid) % len(self._sop_locks)]
+                if signature_uid
+                else contextlib.nullcontext()
             )
-            try:
-                if folder not in self._known_dirs:
-                    make_dirs(folder)
-                    self._known_dirs.add(folder)
-                publish(temp, target)
-            except OSError:
-                if created:
-                    self.drop_instance(entry.batch_id, sop_uid)
-                raise
+            with same_sop:
+                created = self.add_instance(
+                    entry.batch_id,
+                    sop_uid,
+                    sop_class_uid,
+                    target.name,
+                    now,
+                    len(data),
+                    digest,
+                    signature_uid,
+                )
+                try:
+                    if folder not in self._known_dirs:
+                        make_dirs(folder)
+                        self._known_dirs.add(folder)
+                    publish(temp, target)
+                except OSError:
+                    if created:
+                        self.drop_instance(entry.batch_id, sop_uid)
+                    raise
         except (OSError, SQLAlchemyError) as exc:
             temp.unlink(missing_ok=True)
             raise SpoolError(STATUS_OUT_OF_RESOURCES, f"cannot store the instance: {exc}") from exc
@@ -289,6 +312,7 @@ class Spool:
         now: float,
         size: int,
         digest: str = "",
+        signature_uid: str | None = None,
     ) -> bool:
         """Insert the instance's row; False when the same instance was already in the batch."""
         values = {
@@ -301,6 +325,7 @@ class Spool:
             "sha256": digest,
             "received_at": now,
             "state": t.SPOOLED,
+            "signature_uid": signature_uid,
         }
         try:
             with self._write() as connection:
@@ -309,7 +334,14 @@ class Spool:
                 connection.execute(_INSERT_INSTANCE, values)
             return True
         except IntegrityError:
-            # a resend of an instance already in this batch: the rename replaces the file
+            # a resend of an instance already in this batch: the rename replaces the file, so
+            # the row takes the new file's digest and signature
+            with self._write() as connection:
+                connection.execute(
+                    update(GatewayInstance)
+                    .where(GatewayInstance.batch_id == batch_id, GatewayInstance.sop_uid == sop_uid)
+                    .values(size=size, sha256=digest, signature_uid=signature_uid)
+                )
             return False
 
     def drop_instance(self, batch_id: int, sop_uid: str) -> None:
@@ -465,6 +497,40 @@ class Spool:
         with self._write() as connection:
             connection.execute(
                 update(GatewayInstance).where(GatewayInstance.id == instance_id).values(**values)
+            )
+
+    def record_verifications(self, checked: dict[int, str]) -> None:
+        """Record what the check before forwarding found, per instance id."""
+        with self._write() as connection:
+            for instance_id, verdict in checked.items():
+                connection.execute(
+                    update(GatewayInstance)
+                    .where(GatewayInstance.id == instance_id)
+                    .values(verification=verdict)
+                )
+
+    def override_outcome(
+        self,
+        batch_id: int,
+        *,
+        outcome: str,
+        score: float | None,
+        actions: Sequence[str],
+        results: list[dict[str, Any]],
+    ) -> None:
+        """Replace a batch's outcome and actions after analysis (a broken signature found on
+        the way out); its alert is sent again with the new reason."""
+        with self._write() as connection:
+            connection.execute(
+                update(GatewayBatch)
+                .where(GatewayBatch.id == batch_id)
+                .values(
+                    outcome=outcome,
+                    score=score,
+                    actions=",".join(actions),
+                    results_json=json.dumps(results, default=str),
+                    alerted=False,
+                )
             )
 
     def mark_alerted(self, batch_id: int) -> None:

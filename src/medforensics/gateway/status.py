@@ -39,6 +39,13 @@ class GatewayStatus:
         quarantined: received instances in the quarantine folder.
         rejected: instances the destination refused for good (kept in quarantine).
         results_forwarded: our SR / SC / PDF objects the destination has confirmed.
+        signed: received instances the gateway signed on ingest.
+        verified: instances whose signatures were all intact when checked before forwarding
+            (``untrusted`` ones included).
+        broken: instances with a broken signature found on the way out (their series were
+            quarantined).
+        untrusted: verified, but a signer's certificate is untrusted, expired or revoked.
+        unsigned: checked on the way out and found without any signature.
         series_done: batches finished (forwarded and/or quarantined).
         pending_series: batches not finished yet, by state (receiving, complete, analysed).
         failed_series: unfinished batches whose last attempt failed (e.g. destination down).
@@ -55,6 +62,11 @@ class GatewayStatus:
     quarantined: int = 0
     rejected: int = 0
     results_forwarded: int = 0
+    signed: int = 0
+    verified: int = 0
+    broken: int = 0
+    untrusted: int = 0
+    unsigned: int = 0
     series_done: int = 0
     pending_series: dict[str, int] = field(default_factory=dict)
     failed_series: int = 0
@@ -101,6 +113,12 @@ def read_status(engine: Engine, spool_dir: Path, *, errors: int = 10) -> Gateway
             GatewayInstance.role == t.RESULT, GatewayInstance.state == t.FORWARDED
         )
         status.quarantined = count(images, GatewayBatch.location == t.IN_QUARANTINE)
+        status.signed = count(images, GatewayInstance.signature_uid.is_not(None))
+        checked = GatewayInstance.verification
+        status.verified = count(images, checked.in_([t.VALID, t.UNTRUSTED]))
+        status.broken = count(images, checked == t.BROKEN)
+        status.untrusted = count(images, checked == t.UNTRUSTED)
+        status.unsigned = count(images, checked == t.UNSIGNED)
         for state, n in connection.execute(
             select(GatewayBatch.state, func.count()).group_by(GatewayBatch.state)
         ):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     Boolean,
+    Engine,
     Float,
     ForeignKey,
     Index,
@@ -18,6 +19,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    inspect,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +33,9 @@ IN_INCOMING, IN_QUARANTINE, GONE = "incoming", "quarantine", "gone"
 SPOOLED, FORWARDED, REJECTED = "spooled", "forwarded", "rejected"
 #: instance roles: what a modality sent, or a result object we made
 IMAGE, RESULT = "image", "result"
+#: what the check before forwarding found: signatures intact (``untrusted``: intact, but a
+#: certificate problem), no signature at all, or a signature broken (the file changed)
+VALID, UNTRUSTED, UNSIGNED, BROKEN = "valid", "untrusted", "unsigned", "broken"
 
 
 class GatewayBatch(Base):
@@ -81,6 +86,10 @@ class GatewayInstance(Base):
     state: Mapped[str] = mapped_column(String(16), default=SPOOLED)
     forwarded_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    #: Digital Signature UID of the signature the gateway added on ingest (None: not signed)
+    signature_uid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: the last check of its signatures before it left the spool (VALID ... BROKEN)
+    verification: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     __table_args__ = (
         UniqueConstraint("batch_id", "sop_uid", name="uq_gateway_instance"),
@@ -106,3 +115,20 @@ GATEWAY_TABLES: list[Table] = [
     Base.metadata.tables[model.__tablename__]
     for model in (GatewayBatch, GatewayInstance, GatewayEvent)
 ]
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add columns introduced since an index database was created (all of them nullable), so
+    a spool made by an older gateway keeps working; ``create_all`` only creates new tables."""
+    inspector = inspect(engine)
+    for table in GATEWAY_TABLES:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing = [column for column in table.columns if column.name not in present]
+        if not missing:
+            continue
+        with engine.begin() as connection:
+            for column in missing:
+                kind = column.type.compile(dialect=engine.dialect)
+                connection.exec_driver_sql(
+                    f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}'
+                )

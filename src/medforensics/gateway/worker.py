@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,12 @@ def analyse_folder(
     *,
     write_reports: bool = True,
     attach: Sequence[str] = ("sr", "sc", "pdf"),
+    audit: Callable[[ImageVolume, Detection, ScanResult], None] | None = None,
 ) -> Analysis:
-    """Scan the batch in ``folder``; reports and result objects go to ``results_dir``."""
+    """Scan the batch in ``folder``; reports and result objects go to ``results_dir``.
+
+    ``audit`` (e.g. ``provenance.audit.AuditHook``) sees each analysis after its reports.
+    """
     files = sorted(folder.glob("*.dcm"))
     shutil.rmtree(results_dir, ignore_errors=True)
     make_dirs(results_dir)
@@ -138,7 +142,16 @@ def analyse_folder(
     if reason is not None:
         return Analysis("passthrough", None, notes=[f"not analysed: {reason}"])
     writer = ReportWriter(detector, results_dir) if write_reports else None
-    results = list(scan_paths([str(folder)], detector, on_analysed=writer))
+    hooks = [hook for hook in (writer, audit) if hook is not None]
+
+    def after(volume: ImageVolume, detection: Detection, result: ScanResult) -> None:
+        for hook in hooks:  # one failing (a report) must not skip the next (the audit entry)
+            try:
+                hook(volume, detection, result)
+            except Exception as exc:
+                result.notes.append(f"post-processing failed: {type(exc).__name__}: {exc}")
+
+    results = list(scan_paths([str(folder)], detector, on_analysed=after if hooks else None))
     outcome, score = outcome_of(results)
     analysis = Analysis(outcome, score, [r.to_dict() for r in results])
     if writer is not None:

@@ -40,6 +40,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from medforensics.db import Base
 
 if TYPE_CHECKING:
+    from medforensics.detect.types import Detection
+    from medforensics.io.types import ImageVolume
     from medforensics.scan import ScanResult
 
 GENESIS = "0" * 64
@@ -400,6 +402,26 @@ def record_scan_result(
     return log.append(
         action="scan", actor=actor, inputs=input_hashes, result=scan_summary(result), model=model
     )
+
+
+class AuditHook:
+    """A ``scan_paths(on_analysed=...)`` hook: one entry per analysis, with its files' hashes.
+
+    Used by ``scan --audit`` and the DICOM gateway (the REST API records its own, naming uploads).
+    """
+
+    label = "audit"
+
+    def __init__(self, log: AuditLog, actor: str, model: Mapping[str, object] | None) -> None:
+        self.log, self.actor, self.model = log, actor, model
+        self.recorded = 0
+
+    def __call__(self, volume: ImageVolume, detection: Detection, result: ScanResult) -> None:
+        hashes = {str(path): sha256_file(str(path)) for path in volume.source_files}
+        record_scan_result(
+            self.log, result, actor=self.actor, model=self.model, input_hashes=hashes
+        )
+        self.recorded += 1
 
 
 def sha256_file(path: str, chunk: int = 1 << 20) -> str:
