@@ -22,6 +22,8 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_detect.py", ["--quick"], []),
     ("bench_service_load.py", [], []),
     ("bench_gateway.py", [], []),
+    ("bench_ui.py", [], ["--repeat", "3"]),
+    ("bench_archive.py", [], []),
 ]
 
 

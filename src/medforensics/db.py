@@ -76,6 +76,7 @@ TABLE_MODULES: list[str] = [
     "medforensics.service.models",
     "medforensics.provenance.audit",
     "medforensics.gateway.tables",
+    "medforensics.archive.store",
 ]
 
 

@@ -23,6 +23,8 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.report",
     "medforensics.cli.provenance",
     "medforensics.cli.gateway",
+    "medforensics.cli.archive",
+    "medforensics.cli.ui",
 )
 
 

@@ -17,7 +17,8 @@ from medforensics.scan import ScanResult
 
 # a pipe or a log file gets a wide table rather than rich's 80-column default
 stdout = Console(soft_wrap=False, width=None if sys.stdout.isatty() else 160)
-stderr = Console(stderr=True)
+# errors name files: never wrap a path in two (soft_wrap), so it can be copied from a log
+stderr = Console(stderr=True, soft_wrap=True)
 
 _VERDICT_STYLE = {"authentic": "green", "manipulated": "bold red", "inconclusive": "yellow"}
 
