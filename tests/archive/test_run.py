@@ -192,14 +192,14 @@ def test_a_resumed_run_does_no_repeated_work(
     _check_complete(archive, store, markers)
     assert set(marker_counts(markers).values()) == {1}
 
-    third = run_archive(str(archive.root), client, store, _options())
+    third = run_archive(str(archive.root), client, store, _options(retry_failed=False))
     assert third.counters.submitted == 0
     assert third.counters.skipped_done == archive.tasks - archive.broken
     assert third.counters.skipped_failed == archive.broken
     summary, _ = write_outputs(store, third, tmp_path / "results")
     assert summary.tasks["done"] == archive.tasks - archive.broken  # the whole archive
 
-    retried = run_archive(str(archive.root), client, store, _options(retry_failed=True))
+    retried = run_archive(str(archive.root), client, store, _options())  # retries failed
     assert retried.counters.submitted == archive.broken == retried.counters.failed
     assert (
         sorted(row.attempts for row in _rows(store) if row.status == "failed")
@@ -267,10 +267,14 @@ def test_cli_scans_resumes_and_audits(
     log = AuditLog(make_engine(f"sqlite:///{out / 'archive.db'}"))
     assert len(log.entries()) == archive.tasks - archive.broken and log.verify().ok
 
-    again = runner.invoke(build_app(), command)
+    again = runner.invoke(build_app(), command)  # a rerun retries only what failed
     assert again.exit_code == 2
-    assert json.loads((out / "summary.json").read_text())["this_run"]["submitted"] == 0
+    assert json.loads((out / "summary.json").read_text())["this_run"]["submitted"] == archive.broken
     assert len(log.entries()) == archive.tasks - archive.broken
+
+    skipping = runner.invoke(build_app(), [*command, "--skip-failed"])
+    assert skipping.exit_code == 2
+    assert json.loads((out / "summary.json").read_text())["this_run"]["submitted"] == 0
 
     clean = make_archive(tmp_path / "clean", n_series=4, tampered_every=100).root
     for odd in (clean / "zz-other").iterdir():

@@ -51,8 +51,9 @@ class ArchiveOptions:
         detector: registry name of the detector, created once per worker process.
         plugins: modules imported on the client and every worker before the detector is
             created (they register extra detectors).
-        retry_failed: hand tasks recorded as failed to the cluster again; without it they are
-            skipped like done ones (most failures are damaged files that fail again).
+        retry_failed: hand tasks recorded as failed to the cluster again (the default: a rerun
+            retries what failed); False skips them like done ones, for large archives where
+            the failures are damaged files that fail the same way every time.
         audit: append every analysed volume to the hash-chained audit log.
         limit: hand at most this many new tasks to the cluster, then stop (rerun to go on).
         batch_files: small tasks share one cluster task up to about this many files.
@@ -63,7 +64,7 @@ class ArchiveOptions:
 
     detector: str = DEFAULT_DETECTOR
     plugins: tuple[str, ...] = ()
-    retry_failed: bool = False
+    retry_failed: bool = True
     audit: bool = False
     limit: int | None = None
     batch_files: int = 64
@@ -325,8 +326,7 @@ class _Run:
                 _failed_outcome(
                     batch[0],
                     "the worker analysing this series died every time it was tried (out of "
-                    "memory, or a crash inside a decoder?); check the files, then rerun with "
-                    "--retry-failed",
+                    "memory, or a crash inside a decoder?); check the files, then rerun",
                 )
             ]
         except (CancelledError, OSError) as exc:

@@ -101,7 +101,9 @@ def scan_archive_command(
         [], "--plugin", help="Module to import on every worker first (registers detectors)."
     ),
     retry_failed: bool = typer.Option(
-        False, "--retry-failed", help="Analyse again the series a previous run could not."
+        True,
+        "--retry-failed/--skip-failed",
+        help="Analyse again the series a previous run could not (default), or skip them.",
     ),
     audit: bool = typer.Option(
         False, "--audit", help="Append every analysis to the audit log in the same database."
