@@ -19,8 +19,8 @@ from pathlib import Path
 import pydicom
 
 from medforensics.archive.tasks import FileStamp, SeriesTask, make_task
-from medforensics.io.dicom import _ENHANCED_SOP_CLASSES
-from medforensics.io.loader import _IGNORED_NAMES
+from medforensics.io.dicom import ENHANCED_SOP_CLASSES
+from medforensics.io.loader import IGNORED_NAMES
 from medforensics.io.series import PROJECTION_MODALITIES
 from medforensics.io.sniff import sniff_format
 
@@ -89,7 +89,7 @@ def read_discovery_header(stamp: FileStamp) -> _DicomHeader | None:
     stands_alone = (
         series_uid is None
         or frames > 1
-        or sop_class in _ENHANCED_SOP_CLASSES
+        or sop_class in ENHANCED_SOP_CLASSES
         or modality in PROJECTION_MODALITIES
     )
     return _DicomHeader(stamp, series_uid, study_uid, modality, stands_alone)
@@ -107,7 +107,7 @@ def _folder_tasks(
     series: dict[str, list[_DicomHeader]] = defaultdict(list)
     for stamp in files:
         name = os.path.basename(stamp.path)
-        if name in _IGNORED_NAMES or name.startswith("._"):
+        if name in IGNORED_NAMES or name.startswith("._"):
             yield SkippedFile(stamp.path, "system or index file")
             continue
         try:

@@ -69,7 +69,7 @@ def extract_zip(path: Path, limits: ZipLimits = ZipLimits()) -> Iterator[Path]:
     path = Path(path)
     try:
         with zipfile.ZipFile(path) as archive:
-            members = _validated_members(path, archive, limits)
+            members = validated_members(path, archive, limits)
             root = Path(tempfile.mkdtemp(prefix="medforensics-zip-"))
             try:
                 _extract_members(path, archive, members, root, limits)
@@ -103,7 +103,7 @@ def member_name(extracted_root: Path, file: Path) -> str:
         return Path(file).resolve().relative_to(Path(extracted_root).resolve()).as_posix()
 
 
-def _validated_members(
+def validated_members(
     path: Path, archive: zipfile.ZipFile, limits: ZipLimits
 ) -> list[tuple[zipfile.ZipInfo, PurePosixPath]]:
     """Every member with the relative path it will get; raises on the first problem found."""

@@ -29,7 +29,7 @@ MAX_IMAGE_BYTES = int(os.environ.get("MEDFORENSICS_MAX_IMAGE_BYTES", 4 * 2**30))
 _PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00008, 0x7FE00009})
 
 #: SOP classes whose instances are multi-frame by design, even with NumberOfFrames == 1
-_ENHANCED_SOP_CLASSES = {
+ENHANCED_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2.1",  # Enhanced CT
     "1.2.840.10008.5.1.4.1.1.4.1",  # Enhanced MR
     "1.2.840.10008.5.1.4.1.1.4.4",  # Legacy Converted Enhanced MR
@@ -86,7 +86,7 @@ class DicomHeader:
 
     @property
     def is_multiframe(self) -> bool:
-        return self.frames > 1 or self.sop_class_uid in _ENHANCED_SOP_CLASSES
+        return self.frames > 1 or self.sop_class_uid in ENHANCED_SOP_CLASSES
 
     @property
     def declared_bytes(self) -> int:

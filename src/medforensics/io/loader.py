@@ -16,7 +16,7 @@ from medforensics.io.sniff import Format, sniff_format
 from medforensics.io.types import ImageVolume, LoadError, ReadError
 
 #: file names never treated as images inside folders
-_IGNORED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db", "desktop.ini"}
+IGNORED_NAMES = {"DICOMDIR", ".DS_Store", "Thumbs.db", "desktop.ini"}
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def _load_folder(
     for path in _walk_files(folder):
         found_any_file = True
         where = _label(path, folder, input_label, archive_label)
-        if path.name in _IGNORED_NAMES or path.name.startswith("._"):
+        if path.name in IGNORED_NAMES or path.name.startswith("._"):
             yield Skipped(input_label, where, "system or index file")
             continue
         try:

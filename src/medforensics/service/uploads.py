@@ -136,10 +136,10 @@ def check_zip(path: Path, name: str, settings: ServiceSettings) -> None:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
             _check_zip_sizes(name, infos, limits)
-            from medforensics.io.archive import _validated_members
+            from medforensics.io.archive import validated_members
 
             try:
-                _validated_members(Path(name), archive, limits)
+                validated_members(Path(name), archive, limits)
             except ReadError as exc:
                 raise UploadRejected(422, "unsafe_zip", str(exc)) from exc
             _check_zip_members(name, archive, infos)
