@@ -28,6 +28,7 @@ import numpy as np
 import pydicom
 import pytest
 
+from medforensics.gateway.forward import keep_stray_responses
 from medforensics.gateway.spool import open_engine
 from medforensics.gateway.status import read_status
 from medforensics.samples import chest_ct_phantom, write_ct_series
@@ -44,6 +45,9 @@ from tests.gateway import (
 pytestmark = [
     pytest.mark.pacs,
     pytest.mark.slow,
+    # timing-sensitive (a SIGKILL mid-stream, senders with time-outs): runs alone, not beside
+    # other heavy tests on a 2-core machine
+    pytest.mark.serial,
     pytest.mark.skipif(not have_orthanc(DICOMWEB_PLUGIN), reason="Orthanc needed"),
 ]
 
@@ -107,6 +111,9 @@ class Senders:
         assoc = associate(self.port, timeout=5)
         if not assoc.is_established:
             return
+        # pynetdicom's reactor can drop a response under load (see keep_stray_responses): the
+        # sender would time out and stop, as no real modality does
+        keep_stray_responses(assoc)
         try:
             for path in paths:
                 try:
@@ -211,7 +218,8 @@ error = ["quarantine"]
     assert acked <= set(stored) | quarantined
     assert status.forwarded + status.quarantined == len(sop_of) == status.received
     # none duplicated at the destination: one stored copy per SOPInstanceUID, nothing extra,
-    # and at most the one C-STORE in flight at the kill was received twice
+    # and at most the one C-STORE in flight at the kill was received twice (a second one came
+    # from pynetdicom dropping a response under load, which the forwarder now recovers)
     assert len(stored) == len(set(stored)) and set(stored) <= acked
     received = Counter(orthanc.received_log.read_text().split())  # type: ignore[attr-defined]
     extra_copies = sum(n - 1 for n in received.values())

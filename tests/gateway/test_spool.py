@@ -168,3 +168,42 @@ def test_a_resend_after_the_batch_closed_is_not_spooled_twice(
     ds.save_as(altered)
     assert store(spool, altered) is not None
     assert spool.batch_ids(t.RECEIVING) == [2]
+
+
+def test_a_response_the_reactor_took_is_not_lost(files: list[Path]) -> None:
+    """pynetdicom's reactor thread can take a C-STORE response off the queue before the request
+    waiting for it (a race under CPU load): the forwarder must still see it, or it times out,
+    defers and stores the instance a second time at the destination."""
+    from medforensics.gateway.config import Destination
+    from medforensics.gateway.forward import Forwarder, Outgoing
+    from tests.gateway import CountingSCP
+
+    destination = CountingSCP().start()
+    forwarder = Forwarder(
+        Destination(destination.ae_title, "127.0.0.1", destination.port),
+        calling_ae="GW",
+        timeout_s=2.0,
+    )
+    associate = forwarder._associate
+
+    def racing_association(by_class: dict[str, set[str]]) -> object:
+        assoc = associate(by_class)
+        send = assoc.dimse.send_msg
+
+        def send_then_race(msg: object, context_id: int) -> None:
+            send(msg, context_id)
+            # what the race does: the reactor, past its checkpoint, takes the response
+            item = assoc.dimse.msg_queue.get(timeout=5)
+            assoc._serve_request(item[1], item[0])
+
+        assoc.dimse.send_msg = send_then_race
+        return assoc
+
+    forwarder._associate = racing_association  # type: ignore[method-assign]
+    statuses: list[int] = []
+    try:
+        forwarder.send([Outgoing(1, files[0])], lambda _item, status: statuses.append(status))
+    finally:
+        destination.stop()
+    assert statuses == [0x0000]
+    assert len(destination.received) == 1

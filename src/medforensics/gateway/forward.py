@@ -71,6 +71,28 @@ def _meta(items: Sequence[Outgoing]) -> dict[int, tuple[str, str]]:
     return found
 
 
+def keep_stray_responses(assoc: Any) -> None:
+    """Hand a response that pynetdicom's reactor thread took back to the request waiting for it.
+
+    Before each request pynetdicom pauses the association's reactor thread through a plain
+    flag; under CPU load the reactor can pass its checkpoint just before the pause, find the
+    response already queued and drop it as an unexpected message ("Received unexpected C-STORE
+    service message"). The request then waits for nothing, times out and aborts although the
+    destination stored the instance, and the retry stores it a second time. With this, a
+    response the reactor sees while a request is outstanding (its checkpoint cleared) goes back
+    on the queue the request reads.
+    """
+    serve = assoc._serve_request
+
+    def _serve_request(msg: Any, context_id: int) -> None:
+        if not msg.is_valid_request and not assoc._reactor_checkpoint.is_set():
+            assoc.dimse.msg_queue.put((context_id, msg))
+            return
+        serve(msg, context_id)
+
+    assoc._serve_request = _serve_request
+
+
 class Forwarder:
     """Sends files to one destination."""
 
@@ -114,6 +136,7 @@ class Forwarder:
         )
         if assoc.is_established:
             tune_established(assoc)
+            keep_stray_responses(assoc)
         if not assoc.is_established:
             raise ForwardError(
                 f"destination {self} did not accept an association "
