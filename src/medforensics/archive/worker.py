@@ -25,6 +25,7 @@ from medforensics.io.loader import Skipped, load_path
 from medforensics.io.series import assemble_multiframe, assemble_series, group_series
 from medforensics.io.types import ImageVolume, LoadError, ReadError
 from medforensics.scan import ScanResult, analyse_volume, result_from_error
+from medforensics.utils.hashing import file_sha256
 
 _DETECTORS: dict[tuple[str, tuple[str, ...]], Detector] = {}
 _LOCK = threading.Lock()
@@ -134,12 +135,6 @@ def load_task(task: SeriesTask) -> Iterator[ImageVolume | LoadError]:
             yield item
 
 
-def _sha256(path: str) -> str:
-    from medforensics.provenance.audit import sha256_file
-
-    return sha256_file(path)
-
-
 def analyse_task(task: SeriesTask, detector: Detector, audit: bool = False) -> TaskOutcome:
     """Load and analyse one task; never raises for a bad input or a detector bug."""
     results: list[ScanResult] = []
@@ -163,7 +158,7 @@ def analyse_task(task: SeriesTask, detector: Detector, audit: bool = False) -> T
         else:
             results.append(_analyse(item, detector, task))
             if audit and not results[-1].failed:
-                hashes.update({str(p): _sha256(str(p)) for p in item.source_files})
+                hashes.update({str(p): file_sha256(p) for p in item.source_files})
         detect_s += time.perf_counter() - started
         started = time.perf_counter()
     load_s += time.perf_counter() - started

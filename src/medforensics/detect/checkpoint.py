@@ -8,7 +8,6 @@ A JSON copy of ``meta`` is written beside it (``NAME.card.json``) for people and
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -65,11 +64,3 @@ def load_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a medforensics checkpoint (expected format {FORMAT})")
     return payload["state_dict"], payload["meta"]
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

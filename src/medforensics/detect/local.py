@@ -22,11 +22,12 @@ from scipy import ndimage
 
 from medforensics.detect.base import Detector
 from medforensics.detect.calibration import PlattCalibration
-from medforensics.detect.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from medforensics.detect.checkpoint import CheckpointError, load_checkpoint
 from medforensics.detect.local_net import STRIDE, ResidualFCN, ResidualFilter, prepare
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
 from medforensics.io.types import ImageVolume
+from medforensics.utils.hashing import file_sha256
 
 DEFAULT_CHECKPOINT = "ct-local.pt"
 #: slices per network batch (memory stays flat: ~9 × H × W floats per slice)

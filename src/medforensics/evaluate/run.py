@@ -147,8 +147,8 @@ def load_model(spec: str) -> tuple[Detector, dict[str, Any]]:
             path = Path(spec)
             if not path.is_file():
                 raise EvaluationError(f"{path}: model checkpoint not found")
-            from medforensics.detect.checkpoint import file_sha256
             from medforensics.detect.local import LocalDetector
+            from medforensics.utils.hashing import file_sha256
 
             detector: Detector = LocalDetector(checkpoint=path)
             sha: str | None = file_sha256(path)

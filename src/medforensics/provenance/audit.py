@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from medforensics.db import Base
+from medforensics.utils.hashing import file_sha256
 
 if TYPE_CHECKING:
     from medforensics.detect.types import Detection
@@ -417,17 +418,8 @@ class AuditHook:
         self.recorded = 0
 
     def __call__(self, volume: ImageVolume, detection: Detection, result: ScanResult) -> None:
-        hashes = {str(path): sha256_file(str(path)) for path in volume.source_files}
+        hashes = {str(path): file_sha256(path) for path in volume.source_files}
         record_scan_result(
             self.log, result, actor=self.actor, model=self.model, input_hashes=hashes
         )
         self.recorded += 1
-
-
-def sha256_file(path: str, chunk: int = 1 << 20) -> str:
-    """SHA-256 hex digest of a file, for ``inputs``."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()

@@ -27,6 +27,7 @@ from medforensics.detect.base import Detector
 from medforensics.detect.types import Detection, OperatingPoint
 from medforensics.io.types import ImageVolume, SliceRef
 from medforensics.scan import ScanResult
+from medforensics.utils.hashing import file_sha256
 
 #: patient and visit identifiers, shown only with include_phi
 PHI_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "AccessionNumber", "InstitutionName")
@@ -92,12 +93,6 @@ METRIC_FIELDS = ("auc", "fpr_at_threshold", "tpr_at_threshold", "top3_hit_rate")
 def utc_now() -> str:
     """The current UTC time, ISO 8601 with seconds and ``+00:00``."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
-def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file, read in chunks (memory stays flat for any size)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def pixel_array_sha256(pixels: np.ndarray) -> str:
