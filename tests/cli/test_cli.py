@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Callable
@@ -143,3 +144,16 @@ def test_demo_writes_samples_and_a_report(tmp_path: Path) -> None:
     assert len(list(reports.glob("*.pdf"))) == 4 and len(list(reports.glob("*.html"))) == 4
     assert all((reports / f"{Path(p).stem}.json").exists() for p in reports.glob("*.pdf"))
     assert list(reports.glob("*-dicom/*sr.dcm")), "the DICOM samples get a DICOM SR"
+
+
+def test_json_report_gets_the_usual_file_mode(tmp_path: Path) -> None:
+    from medforensics.cli.output import write_json_atomic
+
+    old = os.umask(0o022)
+    try:
+        target = tmp_path / "report.json"
+        write_json_atomic({"tool": "medforensics"}, target)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644  # not mkstemp's 0600
+    assert json.loads(target.read_text()) == {"tool": "medforensics"}

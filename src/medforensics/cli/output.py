@@ -35,6 +35,10 @@ def write_json_atomic(payload: dict[str, Any], target: str | Path) -> None:
     try:
         with os.fdopen(handle, "w") as tmp:
             tmp.write(text)
+        # mkstemp makes 0600; the report gets the mode any file the user writes would get
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp_name, 0o666 & ~umask)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
