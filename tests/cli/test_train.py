@@ -61,7 +61,7 @@ def test_train_without_ct_says_so(tmp_path: Path) -> None:
         ["train", "--authentic", str(tmp_path / "empty"), "--out", str(tmp_path / "m.pt")],
     )
     assert result.exit_code == 2
-    assert "no readable CT series" in result.output
+    assert "no readable CT images" in result.output
 
 
 def test_adapt_with_a_bad_model_names_the_file(site: Path, tmp_path: Path) -> None:

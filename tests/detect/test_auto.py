@@ -61,6 +61,10 @@ def auto(monkeypatch: pytest.MonkeyPatch) -> AutoDetector:
         "ct-local": _Fixed("ct-local", 0.2, "authentic"),
         "classical": _Fixed("classical", 0.1, "authentic"),
         "noise-residual": _Fixed("noise-residual", 0.3, "authentic"),
+        "xr-local": _Fixed("xr-local", 0.4, "authentic"),
+        "mr-local": _Fixed("mr-local", 0.1, "authentic"),
+        "synthetic-2d": _Fixed("synthetic-2d", 0.7, "manipulated", kind="global"),
+        "copy-move": _Fixed("copy-move", 0.028, "authentic"),
         "metadata": _Fixed("metadata", 0.02, "authentic", kind="metadata"),
     }
     monkeypatch.setattr(detector, "_get", lambda name: stubs.get(name))
@@ -68,11 +72,29 @@ def auto(monkeypatch: pytest.MonkeyPatch) -> AutoDetector:
     return detector
 
 
-def test_ct_goes_to_both_ct_models_and_other_modalities_to_the_fallback(
+def test_each_modality_goes_to_its_models_and_others_to_the_fallback(
     auto: AutoDetector,
 ) -> None:
     assert auto.detect(_volume("CT")).detector == "ct-local+classical"
-    assert auto.detect(_volume("MR")).detector == "noise-residual"
+    mr = auto.detect(_volume("MR"))
+    assert mr.detector == "noise-residual+copy-move+synthetic-2d"
+    assert mr.verdict == "manipulated" and mr.score == 0.7  # the more suspicious answer wins
+    for modality in ("CR", "DX", "OT"):  # OT: PNG/JPEG/TIFF, most often radiographs
+        assert auto.detect(_volume(modality)).detector == "noise-residual+copy-move+synthetic-2d"
+    assert auto.detect(_volume("US")).detector == "noise-residual"
+    # a site's own radiograph model goes in through the routes
+    site = AutoDetector(routes={"DX": ("xr-local", "synthetic-2d")})
+    site._get = auto._get  # type: ignore[method-assign]
+    assert site.detect(_volume("DX")).detector == "xr-local+synthetic-2d"
+
+
+def test_a_route_with_one_model_missing_uses_the_other_and_says_so(
+    auto: AutoDetector,
+) -> None:
+    del auto.stubs["synthetic-2d"]  # type: ignore[attr-defined]
+    result = auto.detect(_volume("MR"))
+    assert result.detector == "noise-residual+copy-move"
+    assert any("synthetic-2d unavailable" in note for note in result.notes)
 
 
 def test_strong_metadata_finding_makes_authentic_inconclusive(auto: AutoDetector) -> None:

@@ -188,3 +188,46 @@ def test_detector_declines_other_modalities(tiny_model: Path) -> None:
     result = LocalDetector(checkpoint=tiny_model).detect(radiograph)
     assert result.verdict == "inconclusive"
     assert "trained on CT only" in result.notes[0]
+
+
+def _radiograph(seed: int, name: str, modality: str = "DX") -> ImageVolume:
+    from medforensics.samples.phantom import radiograph_phantom
+
+    pixels = radiograph_phantom(size=160, rng=np.random.default_rng(seed))
+    return ImageVolume(input=name, kind="image", modality=modality, pixels=pixels, bits_stored=12)
+
+
+def test_radiograph_model_trains_on_few_images_and_answers_for_png_inputs(
+    tmp_path: Path,
+) -> None:
+    from medforensics.detect.local import XrLocalDetector
+    from medforensics.train.pipeline import train_local_model
+
+    images = [_radiograph(s, f"cxr{s}.png") for s in range(3)]
+    patients = {v.input: f"patient-{i}" for i, v in enumerate(images)}
+    config = LocalTrainConfig(rounds=1, steps_per_round=2, batch=4, width=8, seed=0)
+    out = tmp_path / "xr.pt"
+    result = train_local_model(
+        images, out, config, attacks=("inject",), modality="XR", patients=patients
+    )
+    meta = result.meta
+    assert meta["detector"] == "xr-local" and "OT" in meta["modalities"]
+    assert meta["training"]["chunk_slices"] == 1
+    assert meta["training"]["twins_per_chunk"] > 1  # few images: several twins each
+    # one validation image: its rotations and flips give the operating point more to rest on
+    assert "rotations and flips" in meta["training"]["split"]
+    assert meta["validation"]["authentic_cases"] == 8
+    detector = XrLocalDetector(checkpoint=out)
+    png = _radiograph(7, "upload.png", modality="OT")
+    answer = detector.detect(png)
+    assert answer.detector == "xr-local" and 0.0 <= answer.score <= 1.0
+    assert answer.anomaly_map is not None and answer.anomaly_map.shape == (1, 20, 20)
+    declined = detector.detect(_volume(n=2))  # CT goes elsewhere
+    assert declined.verdict == "inconclusive" and "trained on" in declined.notes[0]
+
+
+def test_train_refuses_images_of_another_modality(tmp_path: Path) -> None:
+    from medforensics.train.pipeline import train_local_model
+
+    with pytest.raises(ValueError, match="no MR images to train on"):
+        train_local_model([_volume(n=4)], tmp_path / "m.pt", modality="MR")

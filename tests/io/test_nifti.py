@@ -212,3 +212,19 @@ def test_rgb_voxels_become_luminance(tmp_path: Path) -> None:
     np.testing.assert_allclose(volume.pixels, 0.299 * 200 + 0.587 * 100 + 0.114 * 10, rtol=1e-6)
     assert (volume.channels, volume.bits_stored) == (3, 8)
     assert volume.attributes["datatype"] == "rgb24"
+
+
+def test_modality_is_guessed_from_values_ct_when_they_look_like_hounsfield_units(
+    tmp_path: Path,
+) -> None:
+    from medforensics.samples.phantom import chest_ct_phantom
+
+    ct = chest_ct_phantom(n_slices=4, size=64).transpose(1, 2, 0).astype(np.int16)  # air -1000
+    mr = np.abs(np.random.default_rng(0).normal(300, 80, (64, 64, 4))).astype(np.int16)
+    ct_volume = read_nifti(_save(tmp_path / "ct.nii.gz", ct), "ct.nii.gz")
+    mr_volume = read_nifti(_save(tmp_path / "mr.nii.gz", mr), "mr.nii.gz")
+    assert ct_volume.modality == "CT"
+    assert "guessed" in ct_volume.attributes["ModalityGuess"]
+    assert mr_volume.modality == "MR"
+    # a modality the user states wins over the guess
+    assert read_nifti(tmp_path / "ct.nii.gz", "ct", modality="MR").modality == "MR"

@@ -13,6 +13,7 @@ import typer
 from medforensics.cli.output import stderr, stdout, write_json_atomic
 from medforensics.io.loader import load_paths
 from medforensics.io.types import ImageVolume, LoadError
+from medforensics.tamper.base import TamperResult
 
 
 def _volumes(path: Path) -> list[ImageVolume]:
@@ -75,13 +76,8 @@ def _tamper(
     params: dict[str, Any],
     donor: Path | None,
 ) -> None:
-    from medforensics.tamper.dicom_out import write_tampered
     from medforensics.tamper.registry import simulate
 
-    if out.exists() and any(out.iterdir()):
-        raise typer.BadParameter(
-            f"{out}: exists and is not empty; choose a new folder", param_hint="OUT"
-        )
     if attack.startswith("header-"):
         _tamper_headers(source, out, attack, seed)
         return
@@ -91,30 +87,98 @@ def _tamper(
     for k, volume in enumerate(volumes):
         target = out if len(volumes) == 1 else out / f"{k:03d}"
         result = simulate(volume, attack, [seed, k], launder=launder, options=options, **params)
-        target.mkdir(parents=True, exist_ok=True)
-        if volume.slices and volume.slices[0].sop_instance_uid is not None:
-            written = write_tampered(volume, result.pixels, target)
-            files = [str(p.relative_to(out)) for p in written]
-        else:
-            np.savez_compressed(target / "tampered.npz", pixels=result.pixels)
-            files = [str((target / "tampered.npz").relative_to(out))]
-        np.savez_compressed(
-            target / "mask.npz", mask=np.packbits(result.truth.mask), shape=result.truth.mask.shape
-        )
-        cases.append(
-            {
-                "input": volume.input,
-                "series_uid": volume.series_uid,
-                "files": len(files),
-                **result.truth.to_json(),
-            }
-        )
-        z, y, x = result.truth.centre or (0, 0, 0)
-        stdout.print(
-            f"{volume.input}: {attack} ({result.truth.label}) at slice {z}, row {y}, col {x}; "
-            f"{int(result.truth.mask.sum())} voxels changed -> {target}"
-        )
+        cases.append(_write_case(volume, result, target, out, attack))
     write_json_atomic({"seed": seed, "attack": attack, "cases": cases}, out / "ground_truth.json")
+
+
+#: keys of a study result's ``params["study"]`` that describe one series, not the study
+_SERIES_KEYS = ("series_index", "series_uid", "input", "series", "sequence", "sequence_from")
+
+
+def _tamper_study(
+    source: Path,
+    out: Path,
+    attack: str,
+    seed: int,
+    launder: list[str],
+    params: dict[str, Any],
+    donor: Path | None,
+) -> None:
+    """Every series under ``source`` is one MR study: one edit, one place, every series."""
+    from medforensics.tamper.study import series_label, simulate_study
+
+    volumes = _volumes(source)
+    donors = _paired_donors(volumes, _volumes(donor)) if donor is not None else None
+    results = simulate_study(volumes, attack, seed, launder=launder, donors=donors, **params)
+    cases = [
+        _write_case(volume, result, out / f"{k:03d}", out, attack, series_label(volume))
+        for k, (volume, result) in enumerate(zip(volumes, results, strict=True))
+    ]
+    study = {
+        key: value
+        for key, value in results[0].truth.params["study"].items()
+        if key not in _SERIES_KEYS
+    }
+    write_json_atomic(
+        {"seed": seed, "attack": attack, "study": study, "cases": cases}, out / "ground_truth.json"
+    )
+
+
+def _paired_donors(volumes: list[ImageVolume], donors: list[ImageVolume]) -> list[ImageVolume]:
+    """For each series the donor series of the same sequence (T1 for T1...), each used once."""
+    from medforensics.tamper.sequence import guess_sequence, header_values
+
+    def kind(volume: ImageVolume) -> str:
+        return guess_sequence(header_values(volume))[0]
+
+    left = list(donors)
+    paired = []
+    for volume in volumes:
+        match = next((d for d in left if kind(d) == kind(volume)), None)
+        if match is None:
+            raise typer.BadParameter(
+                f"the donor study has no {kind(volume)} series left for {volume.input}; give a "
+                "donor study with the same sequences",
+                param_hint="--donor",
+            )
+        left.remove(match)
+        paired.append(match)
+    return paired
+
+
+def _write_case(
+    volume: ImageVolume,
+    result: TamperResult,
+    target: Path,
+    out: Path,
+    attack: str,
+    label: str | None = None,
+) -> dict[str, Any]:
+    """Write one tampered series (DICOM back in place, else ``tampered.npz``) and its mask."""
+    from medforensics.tamper.dicom_out import write_tampered
+
+    target.mkdir(parents=True, exist_ok=True)
+    if volume.slices and volume.slices[0].sop_instance_uid is not None:
+        written = write_tampered(volume, result.pixels, target)
+        files = [str(p.relative_to(out)) for p in written]
+    else:
+        np.savez_compressed(target / "tampered.npz", pixels=result.pixels)
+        files = [str((target / "tampered.npz").relative_to(out))]
+    np.savez_compressed(
+        target / "mask.npz", mask=np.packbits(result.truth.mask), shape=result.truth.mask.shape
+    )
+    z, y, x = result.truth.centre or (0, 0, 0)
+    stdout.print(
+        f"{label or volume.input}: {attack} ({result.truth.label}) at slice {z}, row {y}, col {x}; "
+        f"{int(result.truth.mask.sum())} voxels changed -> {target}",
+        markup=False,
+    )
+    return {
+        "input": volume.input,
+        "series_uid": volume.series_uid,
+        "files": len(files),
+        **result.truth.to_json(),
+    }
 
 
 def _gallery(out: Path, inputs: list[Path], seed: int) -> None:
@@ -167,11 +231,19 @@ def tamper_command(
     list_names: bool = typer.Option(
         False, "--list", help="List the attacks and laundering operations."
     ),
+    study: bool = typer.Option(
+        False,
+        "--study",
+        help="IN holds several MR series of one study: place the edit once in patient "
+        "coordinates and apply it to every series consistently (inject, remove, inpaint, "
+        "copy-move, splice; --donor is then a donor study).",
+    ),
 ) -> None:
     """Tamper a scan (IN) into a new folder (OUT), with OUT/ground_truth.json.
 
     DICOM inputs are written file by file with only Pixel Data changed, in the same transfer
-    syntax; other inputs are written as OUT/tampered.npz.
+    syntax; other inputs are written as OUT/tampered.npz. With several series, each goes to
+    OUT/000, OUT/001, ...
     """
     from medforensics.tamper.launder import LAUNDER_OPS
     from medforensics.tamper.registry import list_attacks
@@ -192,7 +264,25 @@ def tamper_command(
         raise typer.BadParameter(
             f"unknown attack {attack!r}; known: {', '.join(list_attacks())}", param_hint="--attack"
         )
-    _tamper(paths[0], paths[1], attack, seed, launder, _parse_params(param), donor)
+    source, out = paths
+    if out.exists() and any(out.iterdir()):
+        raise typer.BadParameter(
+            f"{out}: exists and is not empty; choose a new folder", param_hint="OUT"
+        )
+    if study and attack.startswith("header-"):
+        raise typer.BadParameter(
+            "--study applies to pixel attacks; header forgeries already cover every file of IN",
+            param_hint="--study",
+        )
+    from medforensics.tamper.base import AttackError
+    from medforensics.tamper.dicom_out import WriteBackError
+
+    run = _tamper_study if study else _tamper
+    try:
+        run(source, out, attack, seed, launder, _parse_params(param), donor)
+    except (AttackError, WriteBackError) as exc:
+        stderr.print(f"error: {exc}", style="red", markup=False)
+        raise typer.Exit(1) from exc
 
 
 def register(app: typer.Typer) -> None:

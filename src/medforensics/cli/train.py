@@ -1,4 +1,7 @@
-"""``medforensics train`` and ``adapt``: build a CT model from a site's authentic scans.
+"""``medforensics train`` and ``adapt``: build a local model from a site's authentic scans.
+
+``--modality`` picks the model: ``CT`` (``ct-local``, the default), ``XR`` (``xr-local``, for
+CR/DX radiographs and PNG/JPEG/TIFF images) or ``MR`` (``mr-local``).
 
 ``train`` starts from random weights; ``adapt`` starts from a shipped (or given) checkpoint and
 fine-tunes it on the site's own authentic scans with fewer steps, then re-calibrates, so the
@@ -15,24 +18,39 @@ import typer
 from medforensics.cli.output import stderr, stdout
 from medforensics.tamper.base import DEFAULT_ATTACKS
 
+MODALITIES = ("CT", "XR", "MR")
 
-def _load_authentic(folders: list[Path]) -> list[object]:
+
+def _load_authentic(folders: list[Path], modality: str = "CT") -> list[object]:
     from medforensics.io.loader import load_paths
     from medforensics.io.types import ImageVolume, LoadError
+    from medforensics.train.pipeline import FAMILIES
 
+    accepted = FAMILIES[modality].modalities
     volumes: list[object] = []
     for item in load_paths([str(p) for p in folders]):
         if isinstance(item, ImageVolume):
-            if item.modality == "CT":
+            if item.modality in accepted:
                 volumes.append(item)
             else:
-                stderr.print(f"skipped {item.input}: modality {item.modality}, not CT")
+                stderr.print(f"skipped {item.input}: modality {item.modality}, not {modality}")
         elif isinstance(item, LoadError):
             stderr.print(f"[yellow]skipped[/] {item.input}: {item.message}")
     if not volumes:
-        stderr.print("[red]error:[/] no readable CT series under the --authentic folders")
+        stderr.print(
+            f"[red]error:[/] no readable {modality} images under the --authentic folders "
+            f"(accepted modalities: {', '.join(accepted)})"
+        )
         raise typer.Exit(2)
     return volumes
+
+
+def _check_modality(modality: str) -> str:
+    value = modality.upper()
+    if value not in MODALITIES:
+        stderr.print(f"[red]error:[/] --modality {modality!r}: use one of {', '.join(MODALITIES)}")
+        raise typer.Exit(2)
+    return value
 
 
 def _run(
@@ -45,15 +63,16 @@ def _run(
     target_fpr: float,
     description: str,
     init: Path | None,
+    modality: str = "CT",
 ) -> None:
     import torch
 
     from medforensics.detect.checkpoint import CheckpointError, load_checkpoint
     from medforensics.train.local import LocalTrainConfig
-    from medforensics.train.pipeline import train_ct_local
+    from medforensics.train.pipeline import train_local_model
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    volumes = _load_authentic(authentic)
+    volumes = _load_authentic(authentic, modality)
     init_state = None
     width = 32
     if init is not None:
@@ -67,16 +86,17 @@ def _run(
     if init_state is not None:
         config.lr = config.lr / 4
     try:
-        result = train_ct_local(
+        result = train_local_model(
             volumes,  # type: ignore[arg-type]
             out,
             config,
             attacks=attack,
             target_fpr=target_fpr,
             data_description=description
-            or "authentic CT from " + ", ".join(str(p) for p in authentic),
+            or f"authentic {modality} from " + ", ".join(str(p) for p in authentic),
             progress=lambda message: stderr.print(message),
             init_state=init_state,
+            modality=modality,
         )
     except ValueError as exc:
         stderr.print(f"[red]error:[/] {exc}")
@@ -87,9 +107,12 @@ def _run(
 
 def train_command(
     authentic: list[Path] = typer.Option(
-        ..., "--authentic", help="Folder(s) of authentic CT scans (repeat the option)."
+        ..., "--authentic", help="Folder(s) of authentic scans (repeat the option)."
     ),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write (e.g. site-ct.pt)."),
+    modality: str = typer.Option(
+        "CT", "--modality", help="CT (ct-local), XR (xr-local: radiographs) or MR (mr-local)."
+    ),
     attack: list[str] = typer.Option(
         list(DEFAULT_ATTACKS), "--attack", help="Attacks to simulate (repeat the option)."
     ),
@@ -99,17 +122,21 @@ def train_command(
     target_fpr: float = typer.Option(0.01, help="False-positive rate of the verdict threshold."),
     description: str = typer.Option("", help="What the data is, for the model card."),
 ) -> None:
-    """Train a ct-local model: split by patient, train on simulated attacks, calibrate, write."""
-    _run(authentic, out, attack, seed, rounds, steps, target_fpr, description, None)
+    """Train a local model: split by patient, train on simulated attacks, calibrate, write."""
+    modality = _check_modality(modality)
+    _run(authentic, out, attack, seed, rounds, steps, target_fpr, description, None, modality)
 
 
 def adapt_command(
     authentic: list[Path] = typer.Option(
-        ..., "--authentic", help="Folder(s) of the site's authentic CT scans."
+        ..., "--authentic", help="Folder(s) of the site's authentic scans."
     ),
     out: Path = typer.Option(..., "--out", help="Checkpoint to write."),
+    modality: str = typer.Option(
+        "CT", "--modality", help="CT (ct-local), XR (xr-local: radiographs) or MR (mr-local)."
+    ),
     model: Path | None = typer.Option(
-        None, "--model", help="Checkpoint to start from (default: the shipped ct-local model)."
+        None, "--model", help="Checkpoint to start from (default: the shipped model)."
     ),
     attack: list[str] = typer.Option(list(DEFAULT_ATTACKS), "--attack"),
     seed: int = typer.Option(0),
@@ -119,10 +146,17 @@ def adapt_command(
     description: str = typer.Option("", help="What the data is, for the model card."),
 ) -> None:
     """Fine-tune a model on a site's own authentic scans and re-calibrate its threshold."""
-    from medforensics.detect.local import DEFAULT_CHECKPOINT, shipped_checkpoint
+    from medforensics.detect.local import LOCAL_DETECTORS, shipped_checkpoint
 
-    start = model or shipped_checkpoint(DEFAULT_CHECKPOINT)
-    _run(authentic, out, attack, seed, rounds, steps, target_fpr, description, start)
+    modality = _check_modality(modality)
+    start = model or shipped_checkpoint(LOCAL_DETECTORS[modality].default_checkpoint)
+    if not start.is_file():
+        stderr.print(
+            f"[red]error:[/] {start}: no model to start from; train one with `medforensics "
+            f"train --modality {modality}` or pass --model"
+        )
+        raise typer.Exit(2)
+    _run(authentic, out, attack, seed, rounds, steps, target_fpr, description, start, modality)
 
 
 def register(app: typer.Typer) -> None:

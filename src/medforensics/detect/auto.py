@@ -6,8 +6,16 @@
   score is the larger of the two calibrated probabilities and the verdict the more suspicious of
   the two (``manipulated`` if either says so, ``authentic`` only if both do): conservative, at the
   price of adding the two false-alarm rates;
-* every other modality → ``noise-residual`` (training-free noise consistency) until a model
-  trained for that modality is shipped.
+* radiographs (CR, DX and the other projection modalities, and PNG/JPEG/TIFF images, which
+  carry no modality and are most often radiographs) and MR → ``noise-residual`` (training-free
+  local noise consistency), ``copy-move`` (training-free: noise that repeats exactly within the
+  image) **and** ``synthetic-2d`` (frequency and noise features that tell a fully generated
+  image from an acquired one), combined the same way. The local network can be
+  trained for radiographs or MR (``medforensics train --modality XR|MR``: ``xr-local``,
+  ``mr-local``), but no such model ships: trained on the few radiographs and MR images we may
+  use, it scored at chance on held-out images (docs/xray-mri.md), and a model at chance would
+  only add false alarms. A site that trains one passes it with ``routes``;
+* every other modality, or when a route's models are missing → ``noise-residual``.
 
 DICOM inputs also go through the ``metadata`` consistency checks. Their findings are added to
 the result; they never lower a verdict, and a strong one (score ≥ 0.5) turns an ``authentic``
@@ -29,10 +37,17 @@ from typing import Any
 from medforensics.detect.base import Detector
 from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.types import Detection
-from medforensics.io.types import ImageVolume
+from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
 
 #: modality → detector names (combined as described above); anything else uses FALLBACK
-ROUTES: dict[str, tuple[str, ...]] = {"CT": ("ct-local", "classical")}
+ROUTES: dict[str, tuple[str, ...]] = {
+    "CT": ("ct-local", "classical"),
+    "MR": ("noise-residual", "copy-move", "synthetic-2d"),
+    **{
+        modality: ("noise-residual", "copy-move", "synthetic-2d")
+        for modality in PROJECTION_MODALITIES
+    },
+}
 FALLBACK = "noise-residual"
 #: metadata findings at or above this score make an authentic verdict inconclusive
 METADATA_ALERT = 0.5
@@ -65,7 +80,7 @@ class AutoDetector(Detector):
             return None
         try:
             detector = create_detector(name)
-        except (KeyError, FileNotFoundError, ValueError) as exc:
+        except (KeyError, FileNotFoundError, ValueError, ImportError) as exc:
             self._unavailable[name] = str(exc)
             return None
         self._cache[name] = detector
@@ -78,7 +93,8 @@ class AutoDetector(Detector):
         for wanted in self.routes.get(volume.modality, (FALLBACK,)):
             detector = self._get(wanted)
             if detector is None:
-                notes.append(f"{wanted} unavailable ({self._unavailable[wanted]})")
+                reason = self._unavailable.get(wanted, "not installed")
+                notes.append(f"{wanted} unavailable ({reason})")
             elif detector.supports(volume):
                 chosen.append(detector)
         if not chosen:

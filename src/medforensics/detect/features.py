@@ -67,6 +67,7 @@ __all__ = [
     "duplicated_keypoints",
     "feature_names",
     "measure_volume",
+    "slice_keypoints",
     "slice_measurements",
     "tile_overlap",
     "volume_features",
@@ -289,11 +290,7 @@ def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> Slic
     # body mask at half resolution for large images: four times cheaper, and tiles only need
     # its coverage (small images keep full resolution, where the mask's opening would cut
     # through thin walls)
-    factor = 2 if min(image.shape) >= _HALF_RES_FROM else 1
-    small = image[
-        : image.shape[0] // factor * factor : factor, : image.shape[1] // factor * factor : factor
-    ]
-    mask = foreground_mask(small, modality).astype(np.float32)
+    factor, mask = _body_mask(image, modality)
     coverage = _tile_sum(_block_sum(mask, b // factor), m) / float((grid.tile // factor) ** 2)
     usable = _usable(image)
     weight = None if usable is None else usable.astype(np.float32)
@@ -315,7 +312,7 @@ def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> Slic
     d2h_full = padded[:, 1:-3] - 2 * padded[:, 2:-2] + padded[:, 3:-1]
     d2h = d2h_full[2:-2]
     d2v = padded[1:-3, 2:-2] - 2 * image + padded[3:-1, 2:-2]
-    kv = -(d2h_full[1:-3] - 2 * d2h_full[2:-2] + d2h_full[3:-1]) / 4.0
+    kv = _kv(d2h_full)
 
     def level(*residuals: np.ndarray) -> np.ndarray:
         total = np.log(np.abs(residuals[0]) + q)
@@ -360,11 +357,51 @@ def slice_measurements(image: np.ndarray, modality: str, grid: TileGrid) -> Slic
     flat = var < (q**2) * 1e-2  # a constant tile (padding, burned-in block) says nothing
     usable_share = pixels_per_tile / float(grid.tile**2)
     tiles[(coverage < grid.min_coverage) | (usable_share < 0.5) | flat] = np.nan
+    body = _full_resolution(mask, factor, image.shape, usable)
+    return SliceMeasurements(tiles, *keypoint_hashes(kv, body, q), image.shape[1])
+
+
+def _body_mask(image: np.ndarray, modality: str) -> tuple[int, np.ndarray]:
+    """The foreground mask, at half resolution for large images (``factor`` 2), as float32."""
+    factor = 2 if min(image.shape) >= _HALF_RES_FROM else 1
+    small = image[
+        : image.shape[0] // factor * factor : factor, : image.shape[1] // factor * factor : factor
+    ]
+    return factor, foreground_mask(small, modality).astype(np.float32)
+
+
+def _full_resolution(
+    mask: np.ndarray, factor: int, shape: tuple[int, ...], usable: np.ndarray | None
+) -> np.ndarray:
     body = np.repeat(np.repeat(mask > 0, factor, axis=0), factor, axis=1)
-    body = np.pad(body, ((0, image.shape[0] - body.shape[0]), (0, image.shape[1] - body.shape[1])))
+    body = np.pad(body, ((0, shape[0] - body.shape[0]), (0, shape[1] - body.shape[1])))
     if usable is not None:
         body &= usable
-    return SliceMeasurements(tiles, *keypoint_hashes(kv, body, q), image.shape[1])
+    return body
+
+
+def _kv(d2h_full: np.ndarray) -> np.ndarray:
+    """The 3×3 KV residual from the row second differences of the 2-pixel reflect-padded image."""
+    return -(d2h_full[1:-3] - 2 * d2h_full[2:-2] + d2h_full[3:-1]) / 4.0
+
+
+def slice_keypoints(image: np.ndarray, modality: str) -> SliceMeasurements:
+    """Only the texture keypoints of a slice (no tile features): what copy-move search needs.
+
+    The same keypoints as ``slice_measurements`` gives, several times cheaper; ``tiles`` is an
+    empty array.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    empty = np.zeros((0, 0, len(BASE_NAMES) + 3))
+    if min(image.shape) < 8:
+        return SliceMeasurements(empty, *no_keypoints(), image.shape[1])
+    factor, mask = _body_mask(image, modality)
+    padded = np.pad(image, 2, mode="reflect")
+    d2h_full = padded[:, 1:-3] - 2 * padded[:, 2:-2] + padded[:, 3:-1]
+    body = _full_resolution(mask, factor, image.shape, _usable(image))
+    return SliceMeasurements(
+        empty, *keypoint_hashes(_kv(d2h_full), body, _quantum(image)), image.shape[1]
+    )
 
 
 def _keypoint_counts(points: np.ndarray, grid: TileGrid, shape: tuple[int, int]) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""``ct-local``: the trained local forensic network as a detector (dense map, localised findings).
+"""``ct-local``, ``xr-local``, ``mr-local``: the trained local forensic network as a detector.
+
+One network design (``local_net``), one model per modality family: ``ct-local`` for CT,
+``xr-local`` for radiographs (CR, DX and other projection images, and PNG/JPEG/TIFF inputs, which
+carry no modality and are most often radiographs) and ``mr-local`` for MR. Each loads its own
+shipped checkpoint, whose model card says what it was trained on.
 
 The network (``local_net``) gives a manipulation logit for every 8×8-pixel cell of every slice,
 looking at the noise residual of the slice and its two neighbours. Cells outside the body are not
@@ -14,7 +19,7 @@ from __future__ import annotations
 import math
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -26,7 +31,7 @@ from medforensics.detect.checkpoint import CheckpointError, load_checkpoint
 from medforensics.detect.local_net import STRIDE, ResidualFCN, ResidualFilter, prepare
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
-from medforensics.io.types import ImageVolume
+from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
 from medforensics.utils.hashing import file_sha256
 
 DEFAULT_CHECKPOINT = "ct-local.pt"
@@ -78,7 +83,11 @@ class LocalDetector(Detector):
     """Trained 2.5D noise-residual FCN for CT: dense manipulation map and localised findings."""
 
     name = "ct-local"
-    modalities = ("CT",)
+    modalities: ClassVar[tuple[str, ...]] = ("CT",)
+    #: the checkpoint in ``medforensics/models`` used when none is given
+    default_checkpoint = DEFAULT_CHECKPOINT
+    #: the ``train --modality`` value that builds this detector's model
+    train_modality = "CT"
 
     def __init__(
         self,
@@ -86,14 +95,13 @@ class LocalDetector(Detector):
         max_findings: int = 5,
         batch: int = BATCH,
     ) -> None:
-        path = (
-            Path(checkpoint) if checkpoint is not None else shipped_checkpoint(DEFAULT_CHECKPOINT)
-        )
+        default = self.default_checkpoint
+        path = Path(checkpoint) if checkpoint is not None else shipped_checkpoint(default)
         if checkpoint is None and not path.is_file():
             raise CheckpointError(
-                f"the shipped model {DEFAULT_CHECKPOINT} is missing from {path.parent}; "
-                "train one with `medforensics train --authentic DIR --out ct-local.pt` and pass "
-                "it with --checkpoint"
+                f"the shipped model {default} is missing from {path.parent}; train one with "
+                f"`medforensics train --modality {self.train_modality} --authentic DIR --out "
+                f"{default}` and pass it with --checkpoint"
             )
         state, meta = load_checkpoint(path)
         self.path = path
@@ -112,7 +120,7 @@ class LocalDetector(Detector):
         )
         self.max_findings = max_findings
         self.batch = batch
-        self.modalities_trained = tuple(meta.get("modalities", ["CT"]))
+        self.modalities_trained = tuple(meta.get("modalities", list(self.modalities)))
 
     def supports(self, volume: ImageVolume) -> bool:
         return volume.modality in self.modalities_trained
@@ -203,3 +211,29 @@ class LocalDetector(Detector):
                 )
             )
         return findings
+
+
+@register_detector
+class XrLocalDetector(LocalDetector):
+    """The local forensic network trained for radiographs (one image, no slice context)."""
+
+    name = "xr-local"
+    modalities = PROJECTION_MODALITIES
+    default_checkpoint = "xr-local.pt"
+    train_modality = "XR"
+
+
+@register_detector
+class MrLocalDetector(LocalDetector):
+    """The local forensic network trained for MR slices (2.5D, like CT)."""
+
+    name = "mr-local"
+    modalities = ("MR",)
+    default_checkpoint = "mr-local.pt"
+    train_modality = "MR"
+
+
+#: ``train --modality`` value → the detector class whose model it builds
+LOCAL_DETECTORS: dict[str, type[LocalDetector]] = {
+    cls.train_modality: cls for cls in (LocalDetector, XrLocalDetector, MrLocalDetector)
+}

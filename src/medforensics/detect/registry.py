@@ -17,9 +17,12 @@ _REGISTRY: dict[str, type[Detector]] = {}
 _BUILTINS = {
     "noise-residual": "medforensics.detect.noise_residual",
     "classical": "medforensics.detect.classical",
+    "copy-move": "medforensics.detect.clone",
     "metadata": "medforensics.detect.metadata",
     "signature": "medforensics.detect.signature",
     "ct-local": "medforensics.detect.local",
+    "xr-local": "medforensics.detect.local",
+    "mr-local": "medforensics.detect.local",
     "auto": "medforensics.detect.auto",
     "global-cnn": "medforensics.detect.global_net",
     "global-vit": "medforensics.detect.global_net",

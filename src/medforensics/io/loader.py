@@ -36,8 +36,9 @@ class LoadOptions:
     """How inputs are read.
 
     Attributes:
-        modality: modality to assume for non-DICOM inputs (PNG/JPEG/TIFF default ``OT``, NIfTI
-            default ``MR``); DICOM always uses its own Modality tag.
+        modality: modality to assume for non-DICOM inputs (PNG/JPEG/TIFF default ``OT``;
+            NIfTI guessed from its values: ``CT`` when they look like HU, else ``MR``); DICOM
+            always uses its own Modality tag.
     """
 
     modality: str | None = None
@@ -65,7 +66,7 @@ def _read_single(path: Path, fmt: Format, input_label: str, options: LoadOptions
     if fmt == "nifti":
         from medforensics.io.nifti import read_nifti
 
-        return read_nifti(path, input_label, modality=options.modality or "MR")
+        return read_nifti(path, input_label, modality=options.modality)
     raise ReadError(path, "is not a medical image this tool can read (unknown format)")
 
 

@@ -44,13 +44,26 @@ _BT601 = (0.299, 0.587, 0.114)
 _UNIT_TO_MM = {"mm": 1.0, "meter": 1000.0, "micron": 0.001}
 
 
-def read_nifti(path: Path, input_label: str, modality: str = "MR") -> ImageVolume:
+def guess_modality(pixels: np.ndarray) -> str:
+    """``CT`` when the values look like Hounsfield units (air near -1000), else ``MR``.
+
+    NIfTI records no modality. Most NIfTI volumes are MR, but CT is often converted to NIfTI
+    too, and a CT routed to an MR model would be judged by the wrong model. Air in HU sits at
+    -1000 (and padding at -1024 or below); MR magnitude images are never negative.
+    """
+    sample = pixels[:: max(1, pixels.shape[0] // 16)]
+    low, high = np.percentile(sample, [1, 99.5])
+    return "CT" if -1100.0 <= low <= -850.0 and high > 0 else "MR"
+
+
+def read_nifti(path: Path, input_label: str, modality: str | None = None) -> ImageVolume:
     """Read a ``.nii``, ``.nii.gz`` or Analyze ``.hdr``/``.img`` image.
 
     Args:
         path: the image file (for Analyze, either file of the pair).
         input_label: the path as the user gave it, stored in ``ImageVolume.input``.
-        modality: DICOM modality code to record; NIfTI carries none.
+        modality: DICOM modality code to record; NIfTI carries none, so by default it is
+            guessed from the values (``guess_modality``: CT when they look like HU, else MR).
 
     Returns:
         A volume whose ``pixels[k, i, j]`` is ``data[i, j, k]`` with ``scl_slope``/``scl_inter``
@@ -73,6 +86,10 @@ def read_nifti(path: Path, input_label: str, modality: str = "MR") -> ImageVolum
         problems.append(
             f"the file holds a 4D series of {shape[3]} volumes; only the first volume was analysed"
         )
+    attributes = _describe(image)
+    if modality is None:
+        modality = guess_modality(pixels)
+        attributes["ModalityGuess"] = f"{modality} (NIfTI records no modality; guessed from values)"
     return ImageVolume(
         input=input_label,
         kind="nifti",
@@ -82,7 +99,7 @@ def read_nifti(path: Path, input_label: str, modality: str = "MR") -> ImageVolum
         slices=tuple(SliceRef(source_file=path, frame=k) for k in range(pixels.shape[0])),
         bits_stored=int(image.get_data_dtype().itemsize * 8) // channels,
         channels=channels,
-        attributes=_describe(image),
+        attributes=attributes,
         problems=problems,
     )
 

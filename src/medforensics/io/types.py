@@ -30,6 +30,13 @@ class SliceRef:
     member: str | None = None
 
 
+#: X-ray projection modalities (radiographs): attenuation adds along each ray, one image a file
+RADIOGRAPH_MODALITIES = ("CR", "DX", "MG", "RF", "XA", "PX", "IO")
+#: what radiograph models take: the above plus ``OT``, the modality of PNG/JPEG/TIFF inputs,
+#: which carry none and are most often radiographs
+PROJECTION_MODALITIES = (*RADIOGRAPH_MODALITIES, "OT")
+
+
 @dataclass
 class ImageVolume:
     """One series or image, ready for analysis.

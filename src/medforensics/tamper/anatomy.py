@@ -8,13 +8,12 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medforensics.io.types import ImageVolume
+from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
 
 #: pixel spacing assumed when the header gives none (a typical chest CT in-plane spacing)
 DEFAULT_SPACING_MM = 0.7
 #: HU window of aerated lung parenchyma
 LUNG_HU = (-950.0, -500.0)
-PROJECTION_MODALITIES = ("CR", "DX", "MG", "RF", "XA", "OT", "PX", "IO")
 
 
 #: field of view assumed for a radiograph without pixel spacing (a chest cassette is 35-43 cm)

@@ -16,6 +16,7 @@ How it meets the image depends on the physics:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -90,11 +91,109 @@ def _shape_alpha(
     return body, core
 
 
-def _texture(shape: tuple[int, ...], seed: int, sigma_px: tuple[float, ...]) -> np.ndarray:
+def lesion_texture(shape: tuple[int, ...], seed: int, sigma_px: tuple[float, ...]) -> np.ndarray:
+    """A smooth unit-variance random field: the lesion's internal texture."""
     field = ndimage.gaussian_filter(
         np.random.default_rng(seed + 1).standard_normal(shape), sigma_px
     )
     return (field / (field.std() + 1e-9)).astype(np.float32)
+
+
+def lesion_reach_mm(params: Params) -> float:
+    """How far (mm) from its centre the lesion can change a pixel: lobes, spicules, margins."""
+    radius = params["diameter_mm"] / 2.0
+    spiculated = params["nodule_type"] == "spiculated"
+    reach = radius * max(
+        1.0 + params["lobulation"], params["spicule_length"] if spiculated else 1.0
+    )
+    return float(reach + 4.0 * max(params["margin_mm"], params["ggo_margin_mm"]))
+
+
+def sub_slice_offsets(thickness_mm: float, planar: bool) -> tuple[float, ...]:
+    """Offsets (mm, along the slice normal) averaged for the partial-volume look of a slice."""
+    return (0.0,) if planar else (-thickness_mm / 3.0, 0.0, thickness_mm / 3.0)
+
+
+def lesion_opacity(
+    offset_sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    params: Params,
+    planar: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Opacity of the lesion and of its solid core, averaged over sub-slice offset grids.
+
+    Args:
+        offset_sets: ``(dz, dy, dx)`` offsets in mm from the lesion centre, in the lesion's own
+            frame, one set per sub-slice position (see ``sub_slice_offsets``).
+        params: the lesion's shape parameters (see ``LesionInjection.sample_params``).
+        planar: a 2D image: lobes and spicules stay in the image plane.
+    """
+    kind = params["nodule_type"]
+    if kind not in NODULE_TYPES:
+        raise ValueError(f"nodule_type {kind!r} is not one of {', '.join(NODULE_TYPES)}")
+    body = np.zeros(offset_sets[0][0].shape)
+    core = np.zeros(offset_sets[0][0].shape)
+    for offsets in offset_sets:  # partial-volume averaging over the slice thickness
+        b, c = _shape_alpha(offsets, params, planar)
+        body += b / len(offset_sets)
+        core += c / len(offset_sets)
+    alpha = np.clip((body - 0.01) / 0.99, 0.0, 1.0)
+    if kind == "ground-glass":  # vessels stay visible through ground glass
+        alpha = alpha * params["ggo_opacity"]
+    return alpha, core
+
+
+def tissue_statistics(values: np.ndarray) -> tuple[float, float]:
+    """Median and spread (interquartile range, at least 1) of the tissue around a site."""
+    median = float(np.median(values))
+    q25, q75 = np.percentile(values, [25, 75])
+    return median, max(float(q75 - q25), 1.0)
+
+
+def blend_mr_lesion(
+    pixels: np.ndarray,
+    box: tuple[slice, slice, slice],
+    alpha: np.ndarray,
+    contrast: float,
+    texture: np.ndarray,
+    texture_rel: float,
+    rng: np.random.Generator,
+    tissue: tuple[float, float] | None = None,
+) -> tuple[np.ndarray, dict[str, float | str]]:
+    """An MR lesion blended into ``pixels[box]`` with the site's own noise.
+
+    The lesion's value is ``median + contrast * spread`` of the tissue (``tissue``, default the
+    statistics of ``pixels[box]``), so its contrast is relative to the sequence's own scale.
+    """
+    background = pixels[box]
+    median, spread = tissue if tissue is not None else tissue_statistics(background)
+    content = median + contrast * spread + texture_rel * spread * texture
+    noise, model = noise_for_region(pixels, box, rng)
+    patch = blend_with_noise(background, content, alpha, noise)
+    return patch, {"mode": "blend", **model.describe()}
+
+
+def paint_patch(
+    volume: ImageVolume,
+    box: tuple[slice, slice, slice],
+    alpha: np.ndarray,
+    patch: np.ndarray,
+    centre: tuple[int, int, int],
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """A copy of the pixels with ``patch`` where ``alpha > 0``; its mask and a centre inside it.
+
+    ``centre`` is kept when the mask holds it, else the voxel of highest opacity is taken.
+    """
+    low_value, high_value = value_range(volume)
+    background = volume.pixels[box]
+    pixels = volume.pixels.copy()
+    mask = np.zeros(volume.shape, dtype=bool)
+    mask[box] = alpha > 0
+    pixels[box] = np.where(alpha > 0, np.clip(patch, low_value, high_value), background)
+    if not mask[centre]:
+        peak = np.unravel_index(int(np.argmax(alpha)), alpha.shape)
+        z, y, x = (int(p + b.start) for p, b in zip(peak, box, strict=True))
+        centre = (z, y, x)
+    return pixels, mask, centre
 
 
 @register_attack
@@ -146,15 +245,8 @@ class LesionInjection(Attack):
 
     def apply(self, volume: ImageVolume, params: Params, rng: np.random.Generator) -> TamperResult:
         spacing = spacing_mm(volume)
-        radius = params["diameter_mm"] / 2.0
         kind = params["nodule_type"]
-        if kind not in NODULE_TYPES:
-            raise ValueError(f"nodule_type {kind!r} is not one of {', '.join(NODULE_TYPES)}")
-        spiculated = kind == "spiculated"
-        reach = radius * max(
-            1.0 + params["lobulation"], params["spicule_length"] if spiculated else 1.0
-        )
-        reach += 4.0 * max(params["margin_mm"], params["ggo_margin_mm"])
+        reach = lesion_reach_mm(params)
         centre = tuple(int(c) for c in params["centre"])
         half = (
             math.ceil(reach / spacing[0]) if volume.is_volume else 0,
@@ -170,18 +262,16 @@ class LesionInjection(Attack):
             indexing="ij",
         )
         planar = not volume.is_volume
-        sub_offsets = (0.0,) if planar else (-spacing[0] / 3.0, 0.0, spacing[0] / 3.0)
-        body = np.zeros(grids[0].shape)
-        core = np.zeros(grids[0].shape)
-        for offset in sub_offsets:  # partial-volume averaging over the slice thickness
-            b, c = _shape_alpha((grids[0] + offset, grids[1], grids[2]), params, planar)
-            body += b / len(sub_offsets)
-            core += c / len(sub_offsets)
-        alpha = np.clip((body - 0.01) / 0.99, 0.0, 1.0)
-        if kind == "ground-glass":  # vessels stay visible through ground glass
-            alpha = alpha * params["ggo_opacity"]
+        alpha, core = lesion_opacity(
+            [
+                (grids[0] + offset, grids[1], grids[2])
+                for offset in sub_slice_offsets(spacing[0], planar)
+            ],
+            params,
+            planar,
+        )
         background = volume.pixels[box]
-        texture = _texture(
+        texture = lesion_texture(
             alpha.shape, params["shape_seed"], (0.01, 1.0 / spacing[1], 1.0 / spacing[2])
         )
         if volume.modality == "CT":
@@ -193,7 +283,7 @@ class LesionInjection(Attack):
             content = content + params["texture_hu"] * texture
             noise, model = noise_for_region(volume.pixels, box, rng, tissue_tolerance=TISSUE_HU)
             patch = blend_with_noise(background, content, alpha, noise)
-            stats = {"mode": "blend", **model.describe()}
+            stats: dict[str, float | str] = {"mode": "blend", **model.describe()}
         elif is_projection(volume):
             low, high = np.percentile(background, [10, 90])
             amplitude = params["contrast"] * max(float(high - low), 1.0)
@@ -202,28 +292,15 @@ class LesionInjection(Attack):
             patch = (background + sign * alpha * lesion).astype(np.float32)
             stats = {"mode": "additive", "amplitude": round(amplitude, 3)}
         else:
-            median = float(np.median(background))
-            q25, q75 = np.percentile(background, [25, 75])
-            spread = max(float(q75 - q25), 1.0)
-            content = (
-                median + params["contrast"] * spread + params["texture_rel"] * spread * texture
+            patch, stats = blend_mr_lesion(
+                volume.pixels, box, alpha, params["contrast"], texture, params["texture_rel"], rng
             )
-            noise, model = noise_for_region(volume.pixels, box, rng)
-            patch = blend_with_noise(background, content, alpha, noise)
-            stats = {"mode": "blend", **model.describe()}
-        low_value, high_value = value_range(volume)
-        pixels = volume.pixels.copy()
-        mask = np.zeros(volume.shape, dtype=bool)
-        mask[box] = alpha > 0
-        pixels[box] = np.where(alpha > 0, np.clip(patch, low_value, high_value), background)
-        if not mask[centre]:
-            peak = np.unravel_index(int(np.argmax(alpha)), alpha.shape)
-            centre = tuple(int(p + b.start) for p, b in zip(peak, box, strict=True))
+        pixels, mask, centre = paint_patch(volume, box, alpha, patch, centre)  # type: ignore[arg-type]
         truth = GroundTruth(
             attack=self.name,
             label=self.label,
             params={**params, "matched": stats},
-            centre=centre,  # type: ignore[arg-type]
+            centre=centre,
             mask=mask,
         )
         return TamperResult(pixels=pixels, truth=truth)

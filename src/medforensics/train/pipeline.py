@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 from collections.abc import Callable, Sequence
@@ -26,13 +27,19 @@ from medforensics.detect.calibration import fit_platt
 from medforensics.detect.checkpoint import save_checkpoint
 from medforensics.detect.local_net import CONTEXT, STRIDE, TRUNCATE, ResidualFCN, ResidualFilter
 from medforensics.evaluate import compute_metrics, split_by_patient, threshold_for_fpr
-from medforensics.io.types import ImageVolume
+from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
 from medforensics.tamper.base import DEFAULT_ATTACKS
 from medforensics.train.cases import TrainCase, make_cases, patient_key, scanner_key, slab
 from medforensics.train.local import LocalTrainConfig, train_local
 
-#: the attack families the default model is trained on
+#: slices per case cut from a series
 CHUNK = 5
+#: a training round has at least this many tampered twins when the data allow it
+MIN_PAIRS_PER_ROUND = 64
+#: ... but never more than this many twins of one authentic chunk per round
+MAX_TWINS = 16
+#: with fewer authentic validation cases than this, their rotations and flips are added
+MIN_AUTHENTIC_VALIDATION = 8
 
 
 @dataclass
@@ -67,11 +74,34 @@ def pairs(cases: Sequence[TrainCase]) -> list[tuple[TrainCase, TrainCase]]:
     return out
 
 
+def dihedral_variants(volume: ImageVolume) -> list[ImageVolume]:
+    """The 8 rotations and flips of a volume's slices (the first is the volume itself)."""
+    out = []
+    for k in range(4):
+        for flip in (False, True):
+            pixels = np.rot90(volume.pixels, k, axes=(1, 2))
+            if flip:
+                pixels = pixels[:, :, ::-1]
+            suffix = "" if (k, flip) == (0, False) else f"#rot{90 * k}{'-flip' if flip else ''}"
+            out.append(
+                dataclasses.replace(
+                    volume, input=volume.input + suffix, pixels=np.ascontiguousarray(pixels)
+                )
+            )
+    return out
+
+
 def split_volumes(
-    volumes: Sequence[ImageVolume], seed: int, val_fraction: float = 0.25
+    volumes: Sequence[ImageVolume],
+    seed: int,
+    val_fraction: float = 0.25,
+    patients: dict[str, str] | None = None,
 ) -> tuple[list[ImageVolume], list[ImageVolume], str]:
-    """Training and validation volumes, by patient when there are enough patients."""
-    keys = [patient_key(v) for v in volumes]
+    """Training and validation volumes, by patient when there are enough patients.
+
+    ``patients`` optionally maps ``volume.input`` to a patient key (overrides the header's).
+    """
+    keys = [(patients or {}).get(v.input) or patient_key(v) for v in volumes]
     if len(set(keys)) >= 3:
         split = split_by_patient(keys, fractions=(1 - val_fraction, val_fraction, 0.0), seed=seed)
         val = set(split.val)
@@ -185,7 +215,64 @@ def _round(value: float | None) -> float | None:
     return round(float(value), 4)
 
 
-def train_ct_local(
+@dataclass(frozen=True)
+class LocalFamily:
+    """What differs between the ``ct-local``, ``xr-local`` and ``mr-local`` models."""
+
+    detector: str
+    modalities: tuple[str, ...]
+    chunk: int  # slices per case
+    body: str  # how the scored region is found, for the card
+    intended_use: str
+    #: tampered twins wanted per round and for validation (0: one twin per chunk, as for CT,
+    #: where series give plenty of chunks; radiograph and MR sets are often a few images)
+    min_pairs: int = MIN_PAIRS_PER_ROUND
+
+
+FAMILIES: dict[str, LocalFamily] = {
+    "CT": LocalFamily(
+        "ct-local",
+        ("CT",),
+        CHUNK,
+        "8x8 cells with mean above -500 HU, largest component, holes filled, eroded",
+        "flag CT series whose noise texture shows local editing (lesion injection/removal, "
+        "copy-move, splice, in-painting) for review by a person; not a diagnostic device",
+        min_pairs=0,
+    ),
+    "XR": LocalFamily(
+        "xr-local",
+        PROJECTION_MODALITIES,
+        1,
+        "8x8 cells whose mean is above the image's 30th percentile of cell means, largest "
+        "component, holes filled, eroded",
+        "flag radiographs (DICOM CR/DX or PNG/JPEG/TIFF) whose noise texture shows local editing "
+        "(lesion injection/removal, copy-move, splice, in-painting) for review by a person; not "
+        "a diagnostic device",
+    ),
+    "MR": LocalFamily(
+        "mr-local",
+        ("MR",),
+        CHUNK,
+        "8x8 cells whose mean is above the slice's 30th percentile of cell means, largest "
+        "component, holes filled, eroded",
+        "flag MR series whose noise texture shows local editing (lesion injection/removal, "
+        "copy-move, splice, in-painting) for review by a person; not a diagnostic device",
+    ),
+}
+
+
+def family_of(modality: str) -> str:
+    """The ``FAMILIES`` key whose models take images of ``modality`` (``CT``, ``XR``, ``MR``)."""
+    for key, family in FAMILIES.items():
+        if modality in family.modalities:
+            return key
+    raise ValueError(
+        f"no local model for modality {modality!r}: models exist for CT, MR and radiographs "
+        f"({', '.join(PROJECTION_MODALITIES)})"
+    )
+
+
+def train_local_model(
     volumes: Sequence[ImageVolume],
     out: str | Path,
     config: LocalTrainConfig | None = None,
@@ -194,39 +281,82 @@ def train_ct_local(
     data_description: str = "",
     progress: Callable[[str], None] | None = None,
     init_state: dict[str, Any] | None = None,
+    modality: str = "CT",
+    patients: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Train, calibrate and write a ``ct-local`` checkpoint from authentic volumes."""
+    """Train, calibrate and write a local-network checkpoint from authentic volumes.
+
+    ``modality`` picks the family (``CT``, ``XR`` for radiographs, ``MR``); volumes of other
+    modalities are ignored. ``patients`` optionally maps ``volume.input`` to a patient key (for
+    images whose headers do not identify the patient, e.g. PNG files).
+    """
     from medforensics.detect.local import analyse
 
+    family = FAMILIES[modality]
     config = config or LocalTrainConfig()
-    volumes = [v for v in volumes if v.modality == "CT"]
+    volumes = [v for v in volumes if v.modality in family.modalities]
     if not volumes:
-        raise ValueError("no CT volumes to train on: give folders of authentic CT DICOM series")
-    train_vols, val_vols, split_note = split_volumes(volumes, config.seed)
+        raise ValueError(
+            f"no {modality} images to train on: give folders of authentic "
+            f"{', '.join(family.modalities)} images"
+        )
+    train_vols, val_vols, split_note = split_volumes(volumes, config.seed, patients=patients)
     if not val_vols:
         raise ValueError(
             "nothing left for validation: give at least 3 patients, or series of 20+ slices"
         )
     say = progress or (lambda message: None)
     say(f"{len(train_vols)} training and {len(val_vols)} validation volumes ({split_note})")
+    # few authentic chunks (a handful of radiographs) get more twins each, so that every round
+    # still has enough tampered examples; a large CT set keeps one twin per chunk
+    n_chunks = sum(max(1, v.shape[0] // family.chunk) for v in train_vols)
+    twins = int(min(MAX_TWINS, max(1, math.ceil(family.min_pairs / n_chunks))))
 
     def make_round(index: int) -> list[tuple[TrainCase, TrainCase]]:
         return pairs(
-            list(make_cases(train_vols, attacks, seed=config.seed * 1000 + index, chunk=CHUNK))
+            list(
+                make_cases(
+                    train_vols,
+                    attacks,
+                    seed=config.seed * 1000 + index,
+                    chunk=family.chunk,
+                    per_chunk=twins,
+                    patients=patients,
+                )
+            )
         )
 
     net, history = train_local(make_round, config, progress, init_state=init_state)
     filters = ResidualFilter()
 
+    val_chunks = sum(max(1, v.shape[0] // family.chunk) for v in val_vols)
+    per_chunk = int(min(MAX_TWINS, max(2, math.ceil(family.min_pairs / val_chunks))))
+    if family.min_pairs and val_chunks < MIN_AUTHENTIC_VALIDATION:
+        # a handful of validation images: their rotations and flips are further authentic
+        # images (same patients, other orientation of the noise and anatomy), so the
+        # operating point rests on more than one or two numbers; the card says so
+        val_vols = [variant for v in val_vols for variant in dihedral_variants(v)]
+        split_note += (
+            f"; {val_chunks} validation image(s), each also used in its 7 other rotations "
+            "and flips for calibration"
+        )
     val_cases = list(
-        make_cases(val_vols, attacks, seed=config.seed * 1000 + 999, chunk=CHUNK, per_chunk=2)
+        make_cases(
+            val_vols,
+            attacks,
+            seed=config.seed * 1000 + 999,
+            chunk=family.chunk,
+            per_chunk=per_chunk,
+            patients=patients,
+        )
     )
     scored = score_cases(lambda volume: analyse(net, filters, volume), val_cases)
     fitted = calibrate(scored, target_fpr)
     fitted.pop("_metrics")
+    keys = {(patients or {}).get(v.input) or patient_key(v) for v in volumes}
     meta: dict[str, Any] = {
-        "detector": "ct-local",
-        "modalities": ["CT"],
+        "detector": family.detector,
+        "modalities": list(family.modalities),
         "architecture": {"name": "ResidualFCN", "width": config.width},
         "preprocessing": {
             "residual_filters": [
@@ -237,30 +367,29 @@ def train_ct_local(
             "normalisation": "each filter divided by its median |residual| / 0.6745 on the body "
             "of the centre slice",
             "truncate_sigma": TRUNCATE,
-            "context_slices": CONTEXT,
+            "context_slices": CONTEXT if family.chunk > 1 else 0,
             "map_stride_px": STRIDE,
-            "body": "8x8 cells with mean above -500 HU, largest component, holes filled, eroded",
+            "body": family.body,
         },
         **fitted,
         "training": {
             **config.to_json(),
             "attacks": list(attacks),
-            "chunk_slices": CHUNK,
+            "chunk_slices": family.chunk,
+            "twins_per_chunk": twins,
             "split": split_note,
             "train_volumes": len(train_vols),
             "val_volumes": len(val_vols),
-            "patients": len({patient_key(v) for v in volumes}),
+            "patients": len(keys),
             "scanners": sorted({scanner_key(v) for v in volumes}),
             **history,
         },
         "card": {
-            "model": "ct-local",
+            "model": family.detector,
             "software_version": __version__,
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "data": data_description or "authentic CT given to `medforensics train`",
-            "intended_use": "flag CT series whose noise texture shows local editing (lesion "
-            "injection/removal, copy-move, splice, in-painting) for review by a person; "
-            "not a diagnostic device",
+            "data": data_description or f"authentic {modality} given to `medforensics train`",
+            "intended_use": family.intended_use,
             "limits": "trained on simulated attacks only; calibrated on few patients; scanners, "
             "kernels and attacks unlike the training data may shift the false-alarm rate",
         },
@@ -269,4 +398,36 @@ def train_ct_local(
     return TrainResult(path, meta, scored)
 
 
-__all__ = ["DEFAULT_ATTACKS", "ResidualFCN", "TrainResult", "train_ct_local"]
+def train_ct_local(
+    volumes: Sequence[ImageVolume],
+    out: str | Path,
+    config: LocalTrainConfig | None = None,
+    attacks: Sequence[str] = DEFAULT_ATTACKS,
+    target_fpr: float = 0.01,
+    data_description: str = "",
+    progress: Callable[[str], None] | None = None,
+    init_state: dict[str, Any] | None = None,
+) -> TrainResult:
+    """Train, calibrate and write a ``ct-local`` checkpoint from authentic CT volumes."""
+    return train_local_model(
+        volumes,
+        out,
+        config,
+        attacks,
+        target_fpr,
+        data_description,
+        progress,
+        init_state,
+        modality="CT",
+    )
+
+
+__all__ = [
+    "DEFAULT_ATTACKS",
+    "FAMILIES",
+    "ResidualFCN",
+    "TrainResult",
+    "family_of",
+    "train_ct_local",
+    "train_local_model",
+]
