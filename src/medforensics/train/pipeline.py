@@ -402,24 +402,10 @@ def train_ct_local(
     volumes: Sequence[ImageVolume],
     out: str | Path,
     config: LocalTrainConfig | None = None,
-    attacks: Sequence[str] = DEFAULT_ATTACKS,
-    target_fpr: float = 0.01,
-    data_description: str = "",
-    progress: Callable[[str], None] | None = None,
-    init_state: dict[str, Any] | None = None,
+    **kwargs: Any,
 ) -> TrainResult:
-    """Train, calibrate and write a ``ct-local`` checkpoint from authentic CT volumes."""
-    return train_local_model(
-        volumes,
-        out,
-        config,
-        attacks,
-        target_fpr,
-        data_description,
-        progress,
-        init_state,
-        modality="CT",
-    )
+    """``train_local_model`` for CT (``ct-local``); the same keyword arguments but ``modality``."""
+    return train_local_model(volumes, out, config, modality="CT", **kwargs)
 
 
 __all__ = [
