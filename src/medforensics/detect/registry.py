@@ -18,6 +18,7 @@ _BUILTINS = {
     "noise-residual": "medforensics.detect.noise_residual",
     "classical": "medforensics.detect.classical",
     "copy-move": "medforensics.detect.clone",
+    "synthetic-2d": "medforensics.detect.synthetic2d",
     "metadata": "medforensics.detect.metadata",
     "signature": "medforensics.detect.signature",
     "ct-local": "medforensics.detect.local",
