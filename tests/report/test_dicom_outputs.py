@@ -464,7 +464,10 @@ def test_device_collects_checkpoint_hashes_from_nested_descriptions() -> None:
     auto = {
         "name": "auto",
         "routes": {"CT": ["ct-local", "classical"]},
-        "CT": [{"name": "ct-local", "checkpoint_sha256": SHA}, {"name": "classical"}],
+        "models": {
+            "ct-local": {"name": "ct-local", "checkpoint_sha256": SHA},
+            "classical": {"name": "classical"},
+        },
     }
 
     device = device_of(auto)

@@ -136,12 +136,10 @@ class AutoDetector(Detector):
         return detection
 
     def describe(self) -> dict[str, Any]:
-        described: dict[str, Any] = {"name": self.name, "routes": dict(self.routes)}
-        for modality, names in sorted(self.routes.items()):
-            described[modality] = [
-                d.describe() for d in (self._get(n) for n in names) if d is not None
-            ]
-        return described
+        # each model once (radiograph modalities share one route), keyed by name
+        names = dict.fromkeys(n for route in self.routes.values() for n in route)
+        models = {n: d.describe() for n, d in ((n, self._get(n)) for n in names) if d is not None}
+        return {"name": self.name, "routes": dict(self.routes), "models": models}
 
 
 _RANK = {"authentic": 0, "inconclusive": 1, "manipulated": 2}

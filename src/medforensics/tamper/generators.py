@@ -24,7 +24,6 @@ error naming the extra.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from medforensics.tamper.synthetic import FAMILIES as VAE_FAMILIES
-from medforensics.tamper.synthetic import SliceGenerator, train_generator
+from medforensics.tamper.synthetic import SliceGenerator, train_generator, weights_identity
 from medforensics.utils.optional import require
 
 # the networks below subclass torch modules, so torch is needed at import; without it this
@@ -228,11 +227,7 @@ class ImageGenerator:
     @property
     def identity(self) -> str:
         """A short hash of the weights, to trace which generator made a fake."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.network.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:12]
+        return weights_identity(self.network)
 
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "size": self.config.size, "id": self.identity, **self.card}

@@ -153,6 +153,15 @@ def _resize(images: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(images, size=shape, mode="bilinear", align_corners=False, antialias=shrink)
 
 
+def weights_identity(network: torch.nn.Module) -> str:
+    """A short hash of a network's weights (names and values), to trace which one made a fake."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
 @dataclass
 class SliceGenerator:
     """A trained generator: its config, network and a card saying what it was trained on."""
@@ -168,11 +177,7 @@ class SliceGenerator:
     @property
     def identity(self) -> str:
         """A short hash of the weights, recorded in ground truth so fakes can be traced."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.network.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return digest.hexdigest()[:12]
+        return weights_identity(self.network)
 
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "size": self.config.size, "id": self.identity, **self.card}
