@@ -10,6 +10,11 @@ patient is in two splits.
 Per case the builder writes the slab of slices the attack touched (plus ``context_slices`` on
 each side): DICOM copies with only Pixel Data changed for DICOM inputs, a ``.npz`` otherwise,
 and ``truth.json`` plus ``mask.npz`` (packed bits).
+
+With lesion annotations (``medforensics.tamper.annotations``), each real lesion found in a
+volume gets one ``TM`` row (untouched, pointing at the authentic file), ``remove`` cases erase
+one of the real lesions (drawn from the case's seed) instead of a sampled site, and ``TB`` rows
+keep clear of every real lesion.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import pydicom
 
 from medforensics.io.types import ImageVolume
 from medforensics.tamper.anatomy import sample_location
+from medforensics.tamper.annotations import Box3D, Lesion, lesion_centre, lesions_in
 from medforensics.tamper.base import DEFAULT_ATTACKS, TamperResult
 from medforensics.tamper.dicom_out import replace_pixel_data, to_stored
 from medforensics.tamper.launder import LAUNDER_OPS
@@ -162,6 +168,7 @@ def build_dataset(
     launder_probability: float = 0.3,
     write: bool = True,
     context_slices: int = 2,
+    annotations: Sequence[Lesion] = (),
 ) -> list[dict[str, Any]]:
     """Tamper every volume ``cases_per_series`` times and write ``out_dir/manifest.csv``.
 
@@ -174,6 +181,8 @@ def build_dataset(
         launder_probability: chance that a case is laundered afterwards.
         write: False to only simulate and build the manifest (benchmarks, dry runs).
         context_slices: untouched slices written on each side of the touched slab.
+        annotations: real lesions (see ``medforensics.tamper.annotations.read_annotations``);
+            those found in a volume give ``TM`` rows and are what its ``remove`` cases erase.
 
     Returns:
         The manifest rows, also written to ``manifest.csv``.
@@ -184,9 +193,16 @@ def build_dataset(
     for volume in sorted(volumes, key=series_key):
         patient = patient_id(volume)
         split = split_for(patient, seed)
+        real = lesions_in(volume, annotations) if annotations else []
+        rows.extend(_real_lesion_rows(volume, real, patient, split))
         for index in range(cases_per_series):
             plan = plan_case(volume, seed, index, attacks, launder_probability)
-            result = simulate(volume, plan.attack, plan.seed, launder=plan.launder)
+            overrides: dict[str, Any] = {}
+            if plan.attack == "remove" and real:
+                pick = np.random.default_rng(np.random.SeedSequence((*plan.seed, 2)))
+                box = real[int(pick.integers(len(real)))]
+                overrides = {"box": list(box), "source": "annotation"}
+            result = simulate(volume, plan.attack, plan.seed, launder=plan.launder, **overrides)
             written = (
                 write_case(volume, result, out / "cases" / plan.case_id, context_slices)
                 if write
@@ -217,7 +233,7 @@ def build_dataset(
                     "label": result.truth.label,
                 }
             )
-            benign = _benign_location(volume, result, plan)
+            benign = _benign_location(volume, result, plan, real)
             if benign is not None:
                 bz, by, bx = benign
                 path = written.get(bz)
@@ -244,17 +260,54 @@ def build_dataset(
 
 
 def _benign_location(
-    volume: ImageVolume, result: TamperResult, plan: CasePlan
+    volume: ImageVolume, result: TamperResult, plan: CasePlan, real: Sequence[Box3D] = ()
 ) -> tuple[int, int, int] | None:
-    """An untouched location in plausible anatomy of the same case (a ``TB`` row)."""
+    """An untouched location in plausible anatomy of the same case, clear of real lesions."""
     if result.truth.mask.all():
         return None
     rng = np.random.default_rng(np.random.SeedSequence((*plan.seed, 1)))
     for _ in range(5):
         (z, y, x), _ = sample_location(volume, rng, 4.0)
-        if not result.truth.mask[z, max(y - 8, 0) : y + 9, max(x - 8, 0) : x + 9].any():
-            return z, y, x
+        if result.truth.mask[z, max(y - 8, 0) : y + 9, max(x - 8, 0) : x + 9].any():
+            continue
+        if any(_near(box, z, y, x, 8) for box in real):
+            continue
+        return z, y, x
     return None
+
+
+def _near(box: Box3D, z: int, y: int, x: int, margin: int) -> bool:
+    """Whether ``(z, y, x)`` is on a slice of ``box`` and within ``margin`` pixels of it."""
+    z0, z1, y0, y1, x0, x1 = box
+    return z0 <= z < z1 and y0 - margin <= y < y1 + margin and x0 - margin <= x < x1 + margin
+
+
+def _real_lesion_rows(
+    volume: ImageVolume, real: Sequence[Box3D], patient: str, split: str
+) -> list[dict[str, Any]]:
+    """One ``TM`` row per real lesion: its centre in the authentic, untouched files."""
+    key = zlib.crc32(series_key(volume).encode())
+    rows = []
+    for number, box in enumerate(real):
+        z, y, x = lesion_centre(box)
+        rows.append(
+            {
+                "case_id": f"{key:08x}-lesion{number:02d}",
+                "path": str(volume.slices[z].source_file) if volume.slices else volume.input,
+                "series_uid": volume.series_uid or "",
+                "uid": volume.sop_instance_uid(z) or "",
+                "slice": z,
+                "x": x,
+                "y": y,
+                "label": "TM",
+                "attack": "",
+                "patient_id": patient,
+                "split": split,
+                "laundering": "",
+                "source": volume.input,
+            }
+        )
+    return rows
 
 
 def _relative(path: Path | None, root: Path) -> str:
