@@ -18,6 +18,7 @@ SUBCOMMAND_MODULES = (
     "medforensics.cli.tamper",
     "medforensics.cli.make_dataset",
     "medforensics.cli.train",
+    "medforensics.cli.train_attack",
     "medforensics.cli.evaluate",
     "medforensics.cli.serve",
     "medforensics.cli.report",

@@ -175,3 +175,16 @@ def value_range(volume: ImageVolume) -> tuple[float, float]:
     if volume.bits_stored:
         return low, float(max(2**volume.bits_stored - 1, volume.pixels.max()))
     return low, float(volume.pixels.max()) * 1.5 + 1.0
+
+
+def on_value_grid(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` rounded and clipped as writing them into ``reference``'s file would do.
+
+    When the reference holds only integers (CT in HU with slope 1, stored radiograph values), the
+    result is rounded to integers; it is always clipped to the reference's own value range.
+    """
+    out = np.clip(pixels, float(reference.min()), float(reference.max()))
+    sample = reference.ravel()[:: max(1, reference.size // 65536)]
+    if np.array_equal(sample, np.rint(sample)):
+        out = np.rint(out)
+    return out.astype(np.float32, copy=False)

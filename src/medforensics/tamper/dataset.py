@@ -54,6 +54,8 @@ MANIFEST_FIELDS = (
     "laundering",
     "source",
 )
+#: attacks that erase a real, annotated lesion when the series has one (``box`` parameter)
+REAL_LESION_ATTACKS = ("remove", "gan-remove")
 #: attacks the builder draws from by default (``launder`` alone is drawn through laundering)
 SPLITS = (("train", 0.7), ("val", 0.15), ("test", 0.15))
 
@@ -198,7 +200,7 @@ def build_dataset(
         for index in range(cases_per_series):
             plan = plan_case(volume, seed, index, attacks, launder_probability)
             overrides: dict[str, Any] = {}
-            if plan.attack == "remove" and real:
+            if plan.attack in REAL_LESION_ATTACKS and real:
                 pick = np.random.default_rng(np.random.SeedSequence((*plan.seed, 2)))
                 box = real[int(pick.integers(len(real)))]
                 overrides = {"box": list(box), "source": "annotation"}

@@ -142,6 +142,38 @@ def lesion_opacity(
     return alpha, core
 
 
+def nodule_alpha(
+    volume: ImageVolume, params: Params
+) -> tuple[tuple[slice, slice, slice], np.ndarray, np.ndarray]:
+    """The box the nodule of ``params`` can reach, its opacity there and its solid core's."""
+    spacing = spacing_mm(volume)
+    reach = lesion_reach_mm(params)
+    centre = tuple(int(c) for c in params["centre"])
+    half = (
+        math.ceil(reach / spacing[0]) if volume.is_volume else 0,
+        math.ceil(reach / spacing[1]),
+        math.ceil(reach / spacing[2]),
+    )
+    box = clip_box(centre, half, volume.shape)  # type: ignore[arg-type]
+    grids = np.meshgrid(
+        *[
+            (np.arange(b.start, b.stop) - c) * s
+            for b, c, s in zip(box, centre, spacing, strict=True)
+        ],
+        indexing="ij",
+    )
+    planar = not volume.is_volume
+    alpha, core = lesion_opacity(
+        [
+            (grids[0] + offset, grids[1], grids[2])
+            for offset in sub_slice_offsets(spacing[0], planar)
+        ],
+        params,
+        planar,
+    )
+    return box, alpha, core
+
+
 def tissue_statistics(values: np.ndarray) -> tuple[float, float]:
     """Median and spread (interquartile range, at least 1) of the tissue around a site."""
     median = float(np.median(values))
@@ -246,30 +278,8 @@ class LesionInjection(Attack):
     def apply(self, volume: ImageVolume, params: Params, rng: np.random.Generator) -> TamperResult:
         spacing = spacing_mm(volume)
         kind = params["nodule_type"]
-        reach = lesion_reach_mm(params)
         centre = tuple(int(c) for c in params["centre"])
-        half = (
-            math.ceil(reach / spacing[0]) if volume.is_volume else 0,
-            math.ceil(reach / spacing[1]),
-            math.ceil(reach / spacing[2]),
-        )
-        box = clip_box(centre, half, volume.shape)  # type: ignore[arg-type]
-        grids = np.meshgrid(
-            *[
-                (np.arange(b.start, b.stop) - c) * s
-                for b, c, s in zip(box, centre, spacing, strict=True)
-            ],
-            indexing="ij",
-        )
-        planar = not volume.is_volume
-        alpha, core = lesion_opacity(
-            [
-                (grids[0] + offset, grids[1], grids[2])
-                for offset in sub_slice_offsets(spacing[0], planar)
-            ],
-            params,
-            planar,
-        )
+        box, alpha, core = nodule_alpha(volume, params)
         background = volume.pixels[box]
         texture = lesion_texture(
             alpha.shape, params["shape_seed"], (0.01, 1.0 / spacing[1], 1.0 / spacing[2])

@@ -24,6 +24,7 @@ _BUILTIN_MODULES = (
     "medforensics.tamper.inpaint",
     "medforensics.tamper.launder",
     "medforensics.tamper.synthetic",
+    "medforensics.tamper.cubegan",
 )
 
 

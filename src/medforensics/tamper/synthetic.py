@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from medforensics.io.types import ImageVolume
+from medforensics.tamper.anatomy import on_value_grid
 from medforensics.tamper.base import Attack, AttackError, GroundTruth, Params, TamperResult
 from medforensics.tamper.registry import register_attack
 from medforensics.tamper.texture import estimate_noise, synthesize_noise
@@ -363,15 +364,6 @@ def cached_generators(family: str | None = None) -> list[Path]:
     return sorted(found, key=lambda p: (-p.stat().st_mtime_ns, p.name))
 
 
-def _on_value_grid(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """Clip to ``reference``'s range and round when it holds whole numbers (what a file stores)."""
-    out = np.clip(pixels, float(reference.min()), float(reference.max()))
-    sample = reference.ravel()[:: max(1, reference.size // 65536)]
-    if np.array_equal(sample, np.rint(sample)):
-        out = np.rint(out)
-    return out.astype(np.float32, copy=False)
-
-
 def _missing_generator(family: str, volume: ImageVolume) -> AttackError:
     return AttackError(
         f"attack 'synthetic' on {volume.input}: no trained {family!r} generator in "
@@ -484,7 +476,7 @@ class SyntheticSlices(Attack):
                 fakes[k] += synthesize_noise((rows, cols), model, rng)
                 noise_sigmas.append(round(model.sigma, 2))
         pixels = volume.pixels.copy()
-        pixels[replaced] = _on_value_grid(volume.pixels, fakes)
+        pixels[replaced] = on_value_grid(volume.pixels, fakes)
         mask = np.zeros(volume.shape, dtype=bool)
         mask[replaced] = True
         centre = (replaced[len(replaced) // 2], rows // 2, cols // 2)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from medforensics.io.types import ImageVolume
+from medforensics.tamper.anatomy import on_value_grid
 
 
 @dataclass
@@ -80,19 +81,6 @@ def scanner_key(volume: ImageVolume) -> str:
         volume.attributes.get("ManufacturerModelName", "").strip(),
     ]
     return " ".join(p for p in parts if p) or "unknown"
-
-
-def on_value_grid(reference: np.ndarray, pixels: np.ndarray) -> np.ndarray:
-    """``pixels`` rounded and clipped as writing them into ``reference``'s file would do.
-
-    When the reference holds only integers (CT in HU with slope 1, stored radiograph values), the
-    result is rounded to integers; it is always clipped to the reference's own value range.
-    """
-    out = np.clip(pixels, float(reference.min()), float(reference.max()))
-    sample = reference.ravel()[:: max(1, reference.size // 65536)]
-    if np.array_equal(sample, np.rint(sample)):
-        out = np.rint(out)
-    return out.astype(np.float32, copy=False)
 
 
 def slab(volume: ImageVolume, start: int, stop: int) -> ImageVolume:
