@@ -105,3 +105,37 @@ def test_attack_restricted_to_modalities_says_so(ct_volume: ImageVolume) -> None
     attack.modalities = ("MR",)  # type: ignore[misc]
     with pytest.raises(AttackError, match="works on MR images, not on CT"):
         attack.check(ct_volume)
+
+
+def _wall_and_lung(n_slices: int = 3) -> ImageVolume:
+    """A chest wall (40 HU, left of column 48) against aerated lung (-850 HU), with noise."""
+    rng = np.random.default_rng(5)
+    pixels = np.full((n_slices, 96, 96), -850.0, dtype=np.float32)
+    pixels[:, :, :48] = 40.0
+    pixels += rng.normal(0.0, 15.0, pixels.shape).astype(np.float32)
+    return ImageVolume("wall", "dicom-series", "CT", np.rint(pixels), spacing=(2.5, 0.7, 0.7))
+
+
+@pytest.mark.parametrize("method", ["biharmonic", "telea"])
+def test_removal_at_the_chest_wall_continues_the_wall(method: str) -> None:
+    volume = _wall_and_lung()
+    box = [0, 3, 30, 66, 30, 66]  # a "lesion" straddling the wall
+    result = simulate(volume, "remove", 0, box=box, method=method, shape="rect")
+    assert result.truth.params["mixed_slices"] == [0, 1, 2]
+    inside = result.pixels[1, 40:56]
+    assert np.median(inside[:, 38:44]) > -150  # wall side stays wall
+    assert np.median(inside[:, 52:58]) < -700  # lung side stays lung
+    plain = simulate(volume, "remove", 0, box=box, method=method, shape="rect", tissue_aware=False)
+    assert plain.truth.params["mixed_slices"] == []
+    if method == "biharmonic":  # its plain fill smears the wall into the lung (a grey patch)
+        assert np.median(plain.pixels[1, 40:56, 52:58]) > np.median(inside[:, 52:58]) + 100
+
+
+def test_removal_inside_the_lung_is_a_plain_fill() -> None:
+    volume = _wall_and_lung()
+    box = [0, 3, 40, 56, 72, 88]  # lung only, further than the ring from the wall
+    result = simulate(volume, "remove", 0, box=box, method="telea", shape="rect")
+    plain = simulate(volume, "remove", 0, box=box, method="telea", shape="rect", tissue_aware=False)
+    assert result.truth.params["tissue_aware"] is True
+    assert result.truth.params["mixed_slices"] == []
+    np.testing.assert_array_equal(result.pixels, plain.pixels)
