@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 
 pytest.importorskip("torch")
 
+from medforensics.io.loader import load_paths
 from medforensics.io.types import ImageVolume
-from medforensics.samples import chest_ct_phantom
+from medforensics.samples import chest_ct_phantom, write_ct_series
 from medforensics.tamper import AttackError, list_attacks, simulate
 from medforensics.tamper.cubegan import (
     CubeInpainter,
@@ -24,6 +26,7 @@ from medforensics.tamper.cubegan import (
     train_inpainter,
     training_cubes,
 )
+from medforensics.tamper.dicom_out import write_tampered
 from medforensics.tamper.synthetic import CACHE_ENV
 
 from .conftest import mr_phantom
@@ -168,3 +171,21 @@ def test_paint_keeps_pixels_outside_the_hole(volume: ImageVolume, inpainter: Cub
     pixels, mask = paint(inpainter, volume, hole, None, seed=0, feather_px=0.0)
     assert not mask[~hole].any()
     np.testing.assert_array_equal(pixels[~hole], volume.pixels[~hole])
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_written_back_as_dicom_only_pixel_data_changes(
+    attack: str, inpainter: CubeInpainter, tmp_path: Path
+) -> None:
+    hu = np.rint(chest_ct_phantom(5, 96, np.random.default_rng(7)))
+    write_ct_series(hu, tmp_path / "in", spacing=(2.5, 1.4, 1.4))
+    volume = next(v for v in load_paths([str(tmp_path / "in")]) if isinstance(v, ImageVolume))
+    result = simulate(volume, attack, 2, options={"inpainter": inpainter})
+    written = write_tampered(volume, result.pixels, tmp_path / "out")
+    for source, target in zip(volume.source_files, written, strict=True):
+        old, new = pydicom.dcmread(source), pydicom.dcmread(target)
+        del old.PixelData, new.PixelData
+        assert old == new and old.file_meta == new.file_meta  # headers untouched
+    back = next(v for v in load_paths([str(tmp_path / "out")]) if isinstance(v, ImageVolume))
+    np.testing.assert_array_equal(back.pixels, result.pixels)  # on the grid: exact
+    assert not np.array_equal(back.pixels, volume.pixels)
