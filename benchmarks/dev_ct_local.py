@@ -70,10 +70,31 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--eval-only", action="store_true")
     parser.add_argument(
+        "--attack",
+        action="append",
+        default=None,
+        help="train on these attacks (repeatable; default: the five hand-built ones); "
+        "gan-inject / gan-remove need --inpainter",
+    )
+    parser.add_argument(
+        "--inpainter",
+        type=Path,
+        default=None,
+        help="cube-gan in-painter (benchmarks/dev_cubegan.py train) for the gan-* attacks; "
+        "the held-out scanner is then also scored on gan-inject and gan-remove",
+    )
+    parser.add_argument(
         "--ship", type=Path, help="write the checkpoint here with the held-out figures in its card"
     )
     args = parser.parse_args()
     torch.set_num_threads(2)
+    attacks = tuple(args.attack or DEFAULT_ATTACKS)
+    test_attacks = tuple(DEFAULT_ATTACKS)
+    if args.inpainter is not None:
+        from dev_cubegan import use_inpainter
+
+        use_inpainter(args.inpainter)
+        test_attacks += ("gan-inject", "gan-remove")
     volumes = load_ct(args.data)
     test = [v for v in volumes if args.test_scanner.lower() in scanner_key(v).lower()]
     train = [v for v in volumes if args.test_scanner.lower() not in scanner_key(v).lower()]
@@ -82,11 +103,11 @@ def main() -> None:
     started = time.time()
     if not args.eval_only:
         config = LocalTrainConfig(rounds=args.rounds, steps_per_round=args.steps, seed=args.seed)
-        result = train_ct_local(train, args.out, config, progress=print)
+        result = train_ct_local(train, args.out, config, attacks=attacks, progress=print)
         print("validation:", json.dumps(result.meta["validation"], indent=1))
         print(f"trained in {time.time() - started:.0f} s")
     detector = LocalDetector(checkpoint=args.out)
-    cases = list(make_cases(test, DEFAULT_ATTACKS, seed=777, chunk=CHUNK, per_chunk=5))
+    cases = list(make_cases(test, test_attacks, seed=777, chunk=CHUNK, per_chunk=len(test_attacks)))
 
     scored = score_cases(lambda volume: analyse(detector.net, detector.filters, volume), cases)
     probs = detector.calibration(np.array([s.statistic for s in scored]))
@@ -103,7 +124,9 @@ def main() -> None:
             "operating point was re-fitted (see operating_point.fitted_on)",
             "command": f"python benchmarks/dev_ct_local.py --test-scanner {args.test_scanner} "
             f"--rounds {args.rounds} --steps {args.steps} --seed {args.seed} "
-            f"--out {args.out} --ship {args.ship}",
+            + "".join(f"--attack {a} " for a in args.attack or ())
+            + (f"--inpainter {args.inpainter} " if args.inpainter else "")
+            + f"--out {args.out} --ship {args.ship}",
             **report,
         }
         # the shipped operating point: 1 % false positives over the authentic chunks of every
