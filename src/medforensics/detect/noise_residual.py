@@ -9,7 +9,11 @@ their neighbours. This detector measures that disagreement:
 2. robust noise level (median absolute residual) of every ``block``×``block`` tile, in log units;
 3. each tile's deviation from the median of its neighbours in-plane and in the adjacent slices,
    divided by the volume's own robust spread of those deviations (self-normalising, so scanners,
-   kernels and modalities with different noise need no retuning);
+   kernels and modalities with different noise need no retuning), but never by less than the
+   value grid lets a tile's level be measured (``grid_resolution``: in an 8-bit export whose
+   noise is below one grey level, most tiles share one or two levels; without that floor one
+   level up read as 20 spreads, and 8-bit exports of authentic radiographs scored 0.57 to 0.84,
+   ``manipulated``; 16-bit and 12-bit images are not affected);
 4. a cluster statistic (sum of deviations over 2×2 and 3×3 tiles / √count) and its maximum over the
    volume, divided by √(2 ln N), the expected maximum of N independent standard normals;
 5. Platt calibration of that statistic into a probability, and an operating point, both read
@@ -26,12 +30,13 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
+from medforensics.detect import masks
 from medforensics.detect.base import Detector
 from medforensics.detect.calibration import CalibrationRecord, PlattCalibration
-from medforensics.detect.masks import foreground_mask
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
 from medforensics.io.types import ImageVolume
@@ -70,12 +75,62 @@ def residual(image: np.ndarray) -> np.ndarray:
     return image - neighbours
 
 
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def body_mask(image: np.ndarray, modality: str) -> np.ndarray:
+    """``masks.foreground_mask``, pixel for pixel, with OpenCV's binary morphology.
+
+    The same steps (threshold, opening by the 4-neighbour cross twice with nothing outside the
+    image, largest 4-connected part, holes filled from the border through 4-connected
+    background), but OpenCV's opening and flood fill take about 3 ms of the 40 ms scipy's take
+    on a 1024² radiograph, where this mask was half the detector's time.
+    """
+    if modality == "CT":
+        raw = image > masks._CT_BODY_HU
+    else:
+        smooth = ndimage.uniform_filter(image.astype(np.float32), 5)
+        raw = smooth > masks._otsu(smooth[::4, ::4].ravel())
+    constant = cv2.BORDER_CONSTANT  # nothing outside the image, as scipy's border_value=0
+    eroded = cv2.erode(raw.view(np.uint8), _CROSS, iterations=2, borderType=constant, borderValue=0)
+    opened = np.asarray(
+        cv2.dilate(eroded, _CROSS, iterations=2, borderType=constant, borderValue=0)
+    ).view(bool)
+    kept = masks._largest_component(opened)
+    # holes: background not reached from outside the image through 4-connected background
+    outside = np.ones((kept.shape[0] + 2, kept.shape[1] + 2), dtype=np.uint8)
+    outside[1:-1, 1:-1] = ~kept
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    mask = outside[1:-1, 1:-1] != 2
+    if mask.mean() < 0.05:
+        return masks.foreground_mask(image, modality)  # its fallback: a border-less rectangle
+    return mask
+
+
+def _median(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=-1)``, value for value, about three times faster; ``values`` (a
+    scratch array) is reordered along its last axis.
+
+    numpy partitions at both middle ranks; one partition at the upper one does, since the lower
+    middle value is then the largest of the values before it.
+    """
+    n = values.shape[-1]
+    if n < 2 or np.isnan(values).any():
+        return np.asarray(np.median(values, axis=-1))
+    half = n // 2
+    values.partition(half, axis=-1)
+    upper = values[..., half]
+    if n % 2:
+        return upper.copy()
+    return np.asarray((values[..., :half].max(axis=-1) + upper) / 2)
+
+
 def tile_log_sigma(image: np.ndarray, mask: np.ndarray, tile: int) -> np.ndarray:
     """log of the robust noise level of each tile; NaN for tiles outside ``mask`` or flat."""
     rows, cols = (image.shape[0] // tile) * tile, (image.shape[1] // tile) * tile
     grid = (rows // tile, tile, cols // tile, tile)
     res = np.abs(residual(image))[:rows, :cols].reshape(grid).transpose(0, 2, 1, 3)
-    sigma = np.median(res.reshape(grid[0], grid[2], tile * tile), axis=-1)
+    sigma = _median(res.reshape(grid[0], grid[2], tile * tile))
     sigma *= _MAD_TO_SIGMA / _RESIDUAL_GAIN
     coverage = mask[:rows, :cols].reshape(grid).mean(axis=(1, 3))
     valid = (coverage >= 0.9) & (sigma > 1e-6)
@@ -136,10 +191,7 @@ def _cluster(z: np.ndarray) -> np.ndarray:
 def tile_statistics(volume: ImageVolume, tile: int) -> TileStatistics:
     """Compute the per-tile noise statistics of a volume, one slice at a time."""
     log_sigma = np.stack(
-        [
-            tile_log_sigma(image, foreground_mask(image, volume.modality), tile)
-            for image in volume.pixels
-        ]
+        [tile_log_sigma(image, body_mask(image, volume.modality), tile) for image in volume.pixels]
     )
     deviation = log_sigma - _neighbour_median(log_sigma)
     valid = ~np.isnan(deviation)
@@ -148,9 +200,37 @@ def tile_statistics(volume: ImageVolume, tile: int) -> TileStatistics:
         return TileStatistics(log_sigma, np.full(log_sigma.shape, np.nan), tile, n_valid)
     values = deviation[valid]
     centre = float(np.median(values))
-    spread = max(1.4826 * float(np.median(np.abs(values - centre))), _MIN_SPREAD)
+    spread = max(
+        1.4826 * float(np.median(np.abs(values - centre))),
+        _MIN_SPREAD,
+        grid_resolution(log_sigma, value_step(volume.pixels)),
+    )
     z = (deviation - centre) / spread
     return TileStatistics(log_sigma, _cluster(z), tile, n_valid)
+
+
+def value_step(pixels: np.ndarray, count: int = 65536) -> float:
+    """Spacing of the value grid the pixels lie on, from about ``count`` of them: 1 for
+    integers, the rescale slope for rescaled integers, about 0 for continuous data."""
+    flat = np.asarray(pixels).ravel()
+    levels = np.unique(flat[:: max(1, flat.size // count)])
+    return float(np.diff(levels).min()) if levels.size > 1 else 0.0
+
+
+def grid_resolution(log_sigma: np.ndarray, step: float) -> float:
+    """The smallest change of a tile's log noise level that a value grid of ``step`` allows, at
+    the volume's typical noise level.
+
+    On a grid the residual moves in quarter steps and so does its median, the tile noise level:
+    when the noise is no larger than the step (an 8-bit export of a radiograph), most tiles
+    share a level or two, their deviations' robust spread collapses to nothing, and one step up
+    would read as tens of spreads. A deviation smaller than the grid allows to measure is no
+    evidence, so the spread is never taken below this.
+    """
+    if not step > 0 or not np.any(~np.isnan(log_sigma)):
+        return 0.0
+    typical = math.exp(float(np.nanmedian(log_sigma)))
+    return math.log1p(step / 4 * _MAD_TO_SIGMA / _RESIDUAL_GAIN / typical)
 
 
 def _default_record() -> CalibrationRecord:
