@@ -158,17 +158,24 @@ def prepare(
         res = filters(block[:, None])  # (m, 3, H, W)
     count = stop - start
     rows, cols = res.shape[-2:]
-    out = torch.empty((count, IN_CHANNELS, rows, cols), dtype=torch.float32)
+    # which residual each of the (2·CONTEXT+1) positions of each slice reads: the neighbour, or
+    # the centre itself where there is none (or context is off)
+    index = [
+        (z + dz if context and 0 <= z + dz < n else z) - lo
+        for z in range(start, stop)
+        for dz in range(-CONTEXT, CONTEXT + 1)
+    ]
     all_cells = []
+    sigmas = torch.empty((count, 1, N_FILTERS, 1, 1), dtype=torch.float32)
     with torch.inference_mode():
         for i, z in enumerate(range(start, stop)):
             cells = body_cells(pixels[z], modality)
-            centre = res[z - lo]
-            sigma = _noise_scale(centre, cells)[:, None, None]
-            for j, dz in enumerate(range(-CONTEXT, CONTEXT + 1)):
-                k = z + dz
-                src = res[k - lo] if context and 0 <= k < n else centre
-                torch.div(src, sigma, out=out[i, j * N_FILTERS : (j + 1) * N_FILTERS])
+            sigmas[i, 0, :, 0, 0] = _noise_scale(res[z - lo], cells)
             all_cells.append(cells)
-        out.clamp_(-TRUNCATE, TRUNCATE)  # one pass over the batch, in place
-    return Prepared(out, np.stack(all_cells))
+        # one gather and one broadcast division for the whole batch (each neighbour is divided
+        # by its centre slice's noise level), then one clamp, all in place
+        stack = res.index_select(0, torch.tensor(index)).view(
+            count, 2 * CONTEXT + 1, N_FILTERS, rows, cols
+        )
+        stack.div_(sigmas).clamp_(-TRUNCATE, TRUNCATE)
+    return Prepared(stack.view(count, IN_CHANNELS, rows, cols), np.stack(all_cells))

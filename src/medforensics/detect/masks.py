@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
 #: HU above which a CT pixel is "patient or table", not air
 _CT_BODY_HU = -500.0
+#: the 4-neighbour cross: scipy's default 2D structuring element
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -43,9 +46,29 @@ def foreground_mask(image: np.ndarray, modality: str) -> np.ndarray:
     else:
         smooth = ndimage.uniform_filter(image.astype(np.float32), 5)
         raw = smooth > _otsu(smooth[::4, ::4].ravel())
-    mask = ndimage.binary_fill_holes(_largest_component(ndimage.binary_opening(raw, iterations=2)))
+    mask = _fill_holes(_largest_component(_opening(np.ascontiguousarray(raw))))
     if mask.mean() < 0.05:
         mask = np.zeros_like(raw)
         border_r, border_c = image.shape[0] // 16, image.shape[1] // 16
         mask[border_r : image.shape[0] - border_r, border_c : image.shape[1] - border_c] = True
     return np.asarray(mask, dtype=bool)
+
+
+def _opening(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_opening(mask, iterations=2)``, pixel for pixel, with OpenCV (about ten
+    times faster on a 1024² image): the 4-neighbour cross, nothing outside the image."""
+    constant = cv2.BORDER_CONSTANT
+    eroded = cv2.erode(
+        mask.view(np.uint8), _CROSS, iterations=2, borderType=constant, borderValue=0
+    )
+    opened = cv2.dilate(eroded, _CROSS, iterations=2, borderType=constant, borderValue=0)
+    return np.asarray(opened).view(bool)
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes(mask)``: background not reached from outside the image
+    through 4-connected background is a hole."""
+    outside = np.ones((mask.shape[0] + 2, mask.shape[1] + 2), dtype=np.uint8)
+    outside[1:-1, 1:-1] = ~mask
+    cv2.floodFill(outside, None, (0, 0), 2, flags=4)
+    return np.asarray(outside[1:-1, 1:-1] != 2)
