@@ -136,6 +136,31 @@ def _noise_scale(residual: torch.Tensor, cells: np.ndarray) -> torch.Tensor:
     return torch.clamp(sigma, min=1e-3)
 
 
+def _context_windows(res: torch.Tensor, first: int, count: int, context: bool) -> torch.Tensor:
+    """``(count, 2·CONTEXT+1, 3, H, W)``: each slice's residual with its neighbours', a view.
+
+    ``res`` holds the residuals of consecutive slices, slice ``first`` being the first centre.
+    A missing neighbour (ends of the volume) is the centre itself; with ``context`` off every
+    position is the centre.
+    """
+    m, _, rows, cols = res.shape
+    if not context:
+        return res[first : first + count, None].expand(-1, 2 * CONTEXT + 1, -1, -1, -1)
+    before = max(CONTEXT - first, 0)
+    after = max(first + count + CONTEXT - m, 0)
+    if before or after:  # repeat the end slices: the neighbour of an end slice is itself
+        res = torch.cat(
+            [res[:1].expand(before, -1, -1, -1), res, res[-1:].expand(after, -1, -1, -1)]
+        )
+    res = res.contiguous()
+    plane = rows * cols
+    return res.as_strided(
+        (count, 2 * CONTEXT + 1, N_FILTERS, rows, cols),
+        (N_FILTERS * plane, N_FILTERS * plane, plane, cols, 1),
+        (first + before - CONTEXT) * N_FILTERS * plane,
+    )
+
+
 def prepare(
     pixels: np.ndarray,
     modality: str,
@@ -158,13 +183,6 @@ def prepare(
         res = filters(block[:, None])  # (m, 3, H, W)
     count = stop - start
     rows, cols = res.shape[-2:]
-    # which residual each of the (2·CONTEXT+1) positions of each slice reads: the neighbour, or
-    # the centre itself where there is none (or context is off)
-    index = [
-        (z + dz if context and 0 <= z + dz < n else z) - lo
-        for z in range(start, stop)
-        for dz in range(-CONTEXT, CONTEXT + 1)
-    ]
     all_cells = []
     sigmas = torch.empty((count, 1, N_FILTERS, 1, 1), dtype=torch.float32)
     with torch.inference_mode():
@@ -172,10 +190,7 @@ def prepare(
             cells = body_cells(pixels[z], modality)
             sigmas[i, 0, :, 0, 0] = _noise_scale(res[z - lo], cells)
             all_cells.append(cells)
-        # one gather and one broadcast division for the whole batch (each neighbour is divided
-        # by its centre slice's noise level), then one clamp, all in place
-        stack = res.index_select(0, torch.tensor(index)).view(
-            count, 2 * CONTEXT + 1, N_FILTERS, rows, cols
-        )
-        stack.div_(sigmas).clamp_(-TRUNCATE, TRUNCATE)
+        windows = _context_windows(res, start - lo, count, context)
+        # each neighbour is divided by its centre slice's noise level: one division for the batch
+        stack = torch.div(windows, sigmas).clamp_(-TRUNCATE, TRUNCATE)
     return Prepared(stack.view(count, IN_CHANNELS, rows, cols), np.stack(all_cells))
