@@ -20,6 +20,7 @@ BENCHMARKS: list[tuple[str, list[str], list[str]]] = [
     ("bench_read.py", ["--slices", "300", "--repeat", "2"], ["--slices", "300", "--repeat", "5"]),
     ("bench_scan.py", ["--slices", "64"], ["--slices", "300"]),
     ("bench_detect.py", ["--quick"], []),
+    ("bench_quality.py", ["--quick"], []),
     ("bench_xr_mr.py", ["--images", "10", "--slices", "32"], []),
     ("bench_service_load.py", [], []),
     ("bench_gateway.py", [], []),

@@ -28,6 +28,7 @@ _BUILTINS = {
     "global-cnn": "medforensics.detect.global_net",
     "global-vit": "medforensics.detect.global_net",
     "densenet121-slice": "medforensics.detect.global_net",
+    "patch-cascade": "medforensics.detect.patch_cascade",
 }
 
 
