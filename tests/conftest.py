@@ -168,3 +168,14 @@ def unreadable_file(tmp_path: Path) -> Iterator[Path]:
         yield path
     finally:
         path.chmod(0o644)
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread() -> Iterator[None]:
+    """Tiny nets: a second thread only adds synchronisation (and contends with xdist workers).
+    Use with ``pytestmark = pytest.mark.usefixtures("torch_one_thread")``."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

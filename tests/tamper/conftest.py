@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,3 +54,12 @@ def any_volume(request: pytest.FixtureRequest) -> ImageVolume:
 @pytest.fixture
 def ct_volume() -> ImageVolume:
     return ct_series()
+
+
+@pytest.fixture
+def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty generator cache (``$MEDFORENSICS_CACHE``) for this test."""
+    from medforensics.tamper.synthetic import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+    return tmp_path / "cache"

@@ -3,7 +3,6 @@ local, on the value grid, and refuse clearly when no generator is at hand."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +26,6 @@ from medforensics.tamper.cubegan import (
     training_cubes,
 )
 from medforensics.tamper.dicom_out import write_tampered
-from medforensics.tamper.synthetic import CACHE_ENV
 
 from .conftest import mr_phantom
 
@@ -43,19 +41,7 @@ def _tiny(modality: str, value_range: tuple[float, float]) -> InpainterConfig:
     return InpainterConfig(modality, value_range, depth=3, size=16, width=4)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("torch_one_thread", "empty_cache")
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,6 @@ from medforensics.io.types import ImageVolume
 from medforensics.samples import chest_ct_phantom
 from medforensics.tamper import AttackError, create_attack, list_attacks, simulate
 from medforensics.tamper.synthetic import (
-    CACHE_ENV,
     FAMILIES,
     SliceGenerator,
     cached_generators,
@@ -42,20 +40,7 @@ def generator(request: pytest.FixtureRequest, volume: ImageVolume) -> SliceGener
     return train_generator(volume.pixels, request.param, seed=0, **TINY)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny nets: a second thread only adds synchronisation (and contends with xdist workers)."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(autouse=True)
-def empty_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = pytest.mark.usefixtures("torch_one_thread", "empty_cache")
 
 
 def test_registered() -> None:

@@ -36,11 +36,10 @@ Torch is imported only when a generator is built or used.
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,7 +57,13 @@ from medforensics.tamper.base import Attack, AttackError, GroundTruth, Params, T
 from medforensics.tamper.inject import LesionInjection, nodule_alpha
 from medforensics.tamper.registry import register_attack
 from medforensics.tamper.remove import LesionRemoval
-from medforensics.tamper.synthetic import cache_dir, weights_identity
+from medforensics.tamper.synthetic import (
+    cache_dir,
+    load_weights,
+    read_sidecar,
+    save_weights,
+    weights_identity,
+)
 from medforensics.tamper.texture import feather
 from medforensics.utils.optional import require
 
@@ -223,35 +228,19 @@ class CubeInpainter:
         return self.to_pixels(out)
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (torch state_dict) and its JSON sidecar (config, card)."""
-        torch = require("torch", "the learned in-painting attacks")
-        target = Path(path).with_suffix(".pt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), target)
-        sidecar = {"config": asdict(self.config), "card": self.card, "id": self.identity}
-        target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-        return target
+        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card)."""
+        return save_weights(self.network, self.config, self.card, path)
 
     @staticmethod
     def load(path: str | Path) -> CubeInpainter:
         """Read an in-painter written by ``save`` (the ``.pt`` file or its ``.json`` sidecar)."""
-        torch = require("torch", "the learned in-painting attacks")
-        weights = Path(path).with_suffix(".pt")
-        sidecar = weights.with_suffix(".json")
-        if not weights.is_file() or not sidecar.is_file():
-            raise FileNotFoundError(
-                f"{weights}: in-painter weights or their sidecar {sidecar.name} are missing; "
-                "write both with CubeInpainter.save()"
-            )
-        meta = json.loads(sidecar.read_text())
+        weights, meta = read_sidecar(path, "CubeInpainter")
         if meta.get("config", {}).get("family") != FAMILY:
-            raise ValueError(f"{sidecar}: not a {FAMILY} in-painter")
+            raise ValueError(f"{weights.with_suffix('.json')}: not a {FAMILY} in-painter")
         raw = dict(meta["config"])
         raw["value_range"] = tuple(raw["value_range"])
         config = InpainterConfig(**raw)
-        network = _generator(config)
-        network.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
-        network.eval()
+        network = load_weights(_generator(config), weights)
         return CubeInpainter(config, network, dict(meta.get("card", {})))
 
 

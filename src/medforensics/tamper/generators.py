@@ -27,14 +27,21 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from medforensics.tamper.synthetic import FAMILIES as VAE_FAMILIES
-from medforensics.tamper.synthetic import SliceGenerator, train_generator, weights_identity
+from medforensics.tamper.synthetic import (
+    SliceGenerator,
+    load_weights,
+    read_sidecar,
+    save_weights,
+    train_generator,
+    weights_identity,
+)
 from medforensics.utils.optional import require
 
 # the networks below subclass torch modules, so torch is needed at import; without it this
@@ -261,29 +268,15 @@ class ImageGenerator:
         return x
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (torch state_dict) and its JSON sidecar (config, card, id)."""
-        target = Path(path).with_suffix(".pt")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), target)
-        sidecar = {"config": asdict(self.config), "card": self.card, "id": self.identity}
-        target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-        return target
+        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card, id)."""
+        return save_weights(self.network, self.config, self.card, path)
 
     @staticmethod
     def load(path: str | Path) -> ImageGenerator:
         """Read a generator written by ``save`` (the ``.pt`` file or its ``.json`` sidecar)."""
-        weights = Path(path).with_suffix(".pt")
-        sidecar = weights.with_suffix(".json")
-        if not weights.is_file() or not sidecar.is_file():
-            raise FileNotFoundError(
-                f"{weights}: generator weights or their sidecar {sidecar.name} are missing; "
-                "write both with ImageGenerator.save()"
-            )
-        meta = json.loads(sidecar.read_text())
+        weights, meta = read_sidecar(path, "ImageGenerator")
         config = ImageGeneratorConfig(**meta["config"])
-        network = _build(config)
-        network.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
-        network.eval()
+        network = load_weights(_build(config), weights)
         return ImageGenerator(config, network, dict(meta.get("card", {})))
 
 

@@ -163,6 +163,42 @@ def weights_identity(network: torch.nn.Module) -> str:
     return digest.hexdigest()[:12]
 
 
+def save_weights(
+    network: torch.nn.Module, config: Any, card: dict[str, Any], path: str | Path
+) -> Path:
+    """Write ``network``'s state_dict to ``path`` (as ``.pt``) and a JSON sidecar beside it with
+    the (dataclass) ``config``, the ``card`` and the weights' ``id``; the format every generator
+    of the simulator is saved in."""
+    torch = require("torch", "saving a generator")
+    target = Path(path).with_suffix(".pt")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(network.state_dict(), target)
+    sidecar = {"config": asdict(config), "card": card, "id": weights_identity(network)}
+    target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def read_sidecar(path: str | Path, what: str) -> tuple[Path, dict[str, Any]]:
+    """The weights file written by ``save_weights`` (``path`` is it or its sidecar) and the
+    sidecar's content; ``what`` names the class in the error when either file is missing."""
+    weights = Path(path).with_suffix(".pt")
+    sidecar = weights.with_suffix(".json")
+    if not weights.is_file() or not sidecar.is_file():
+        raise FileNotFoundError(
+            f"{weights}: weights or their sidecar {sidecar.name} are missing; write both with "
+            f"{what}.save()"
+        )
+    return weights, json.loads(sidecar.read_text())
+
+
+def load_weights(network: Any, weights: Path) -> Any:
+    """``network`` with the state_dict of ``weights`` (read with ``weights_only=True``), in eval."""
+    torch = require("torch", "loading a generator")
+    network.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
+    network.eval()
+    return network
+
+
 @dataclass
 class SliceGenerator:
     """A trained generator: its config, network and a card saying what it was trained on."""
@@ -226,33 +262,17 @@ class SliceGenerator:
             return self.to_pixels(self._decode(latent), (int(rows), int(cols)))
 
     def save(self, path: str | Path) -> Path:
-        """Write ``path`` (torch state_dict) and its JSON sidecar (config, card)."""
-        torch = require("torch", "the synthetic-slice generators")
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(self.network.state_dict(), target)
-        sidecar = {"config": asdict(self.config), "card": self.card, "id": self.identity}
-        target.with_suffix(".json").write_text(json.dumps(sidecar, indent=2, sort_keys=True) + "\n")
-        return target
+        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card)."""
+        return save_weights(self.network, self.config, self.card, path)
 
     @staticmethod
     def load(path: str | Path) -> SliceGenerator:
         """Read a generator written by ``save`` (the ``.pt`` file or its ``.json`` sidecar)."""
-        torch = require("torch", "the synthetic-slice generators")
-        weights = Path(path).with_suffix(".pt")
-        sidecar = weights.with_suffix(".json")
-        if not weights.is_file() or not sidecar.is_file():
-            raise FileNotFoundError(
-                f"{weights}: generator weights or their sidecar {sidecar.name} are missing; "
-                "write both with SliceGenerator.save()"
-            )
-        meta = json.loads(sidecar.read_text())
+        weights, meta = read_sidecar(path, "SliceGenerator")
         raw = dict(meta["config"])
         raw["value_range"] = tuple(raw["value_range"])
         config = GeneratorConfig(**raw)
-        network = _build_network(config)
-        network.load_state_dict(torch.load(weights, weights_only=True, map_location="cpu"))
-        network.eval()
+        network = load_weights(_build_network(config), weights)
         return SliceGenerator(config, network, dict(meta.get("card", {})))
 
 
