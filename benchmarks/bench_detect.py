@@ -74,7 +74,8 @@ try:
     else:
         from medforensics.detect import create_detector
         from medforensics.scan import scan_paths
-        detector = create_detector(target)
+        name, _, model = target.partition("=")
+        detector = create_detector(name, **({"model": model} if model else {}))
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(int(sys.argv[3]))
         before = status_kib("VmRSS")
@@ -208,14 +209,21 @@ def time_densenet(folder: Path, n_slices: int, repeat: int) -> Row:
 # --- detectors ------------------------------------------------------------------------------
 
 
+def _spec(name: str) -> tuple[str, dict[str, str]]:
+    """``NAME`` or ``NAME=MODEL`` (a detector with its model file, e.g. an unshipped baseline)."""
+    detector, _, model = name.partition("=")
+    return detector, ({"model": model} if model else {})
+
+
 def time_detector(name: str, folder: Path, n_slices: int, repeat: int) -> Row:
     from medforensics.detect import create_detector
     from medforensics.scan import scan_paths
 
     try:
-        detector = create_detector(name)
+        kind, kwargs = _spec(name)
+        detector = create_detector(kind, **kwargs)
     except Exception as exc:  # no model file yet, missing extra, unknown name...
-        return Row(name=name, status=f"unavailable: {_reason(exc)}")
+        return Row(name=_spec(name)[0], status=f"unavailable: {_reason(exc)}")
     try:
         best_total = float("inf")
         result = None
@@ -233,10 +241,10 @@ def time_detector(name: str, folder: Path, n_slices: int, repeat: int) -> Row:
             detector.detect(volume)
             best_detect = min(best_detect, time.perf_counter() - start)
     except Exception as exc:
-        return Row(name=name, status=f"failed: {_reason(exc)}")
+        return Row(name=_spec(name)[0], status=f"failed: {_reason(exc)}")
     assert result is not None
     return Row(
-        name=name,
+        name=_spec(name)[0],
         slices_per_s=n_slices / best_total,
         detect_slices_per_s=n_slices / best_detect,
         latency_s=best_total,
@@ -344,7 +352,9 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--detectors", help="comma-separated names (default: scan default, noise-residual)"
+        "--detectors",
+        help="comma-separated names, NAME=MODEL for a detector with its own model file "
+        "(default: scan default, noise-residual)",
     )
     parser.add_argument(
         "--slices", type=int, help="slices of the throughput series (300; quick 64)"
