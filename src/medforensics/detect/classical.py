@@ -192,10 +192,7 @@ class ClassicalModel:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        return path
+        return write_model_json(self.to_dict(), path)
 
     @staticmethod
     def load(path: str | Path) -> ClassicalModel:
@@ -206,21 +203,13 @@ class ClassicalModel:
                 other features than this version computes.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(
-                f"{path}: no classical model file here. Train one with "
-                "`medforensics train --model classical` (or medforensics.detect.classical."
-                "train_classical) and pass its path"
-            )
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path}: cannot be read as a model file ({exc})") from exc
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            raise ModelFileError(
-                f"{path}: is not a classical model file (expected format {MODEL_FORMAT!r}, "
-                f"found {payload.get('format') if isinstance(payload, dict) else 'no object'!r})"
-            )
+        payload = read_model_json(
+            path,
+            MODEL_FORMAT,
+            "classical",
+            "Train one with `medforensics train --model classical` (or "
+            "medforensics.detect.classical.train_classical) and pass its path",
+        )
         names = tuple(payload.get("feature_names", ()))
         version = payload.get("features_version")
         if names != feature_names() or version != FEATURES_VERSION:
@@ -236,13 +225,7 @@ class ClassicalModel:
             grid=TileGrid(**payload["grid"]),
             mean=np.asarray(payload["scaler"]["mean"], dtype=np.float64),
             scale=np.asarray(payload["scaler"]["scale"], dtype=np.float64),
-            layers=[
-                (
-                    np.asarray(layer["weights"], dtype=np.float64),
-                    np.asarray(layer["bias"], dtype=np.float64),
-                )
-                for layer in payload["layers"]
-            ],
+            layers=layers_from_json(payload["layers"]),
             top_k=int(stat["top_k"]),
             tail_scale=float(stat["tail_scale"]),
             reference_tiles=int(stat["reference_tiles"]),
@@ -251,6 +234,40 @@ class ClassicalModel:
             modalities=tuple(payload.get("modalities", ("CT",))),
             card=dict(payload.get("card", {})),
         )
+
+
+def write_model_json(payload: dict[str, Any], path: str | Path) -> Path:
+    """Write a JSON model file (sorted keys, one space indent); returns its path."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n")
+    return target
+
+
+def read_model_json(path: Path, model_format: str, kind: str, how_to_train: str) -> dict[str, Any]:
+    """The payload of a JSON model file of ``model_format``; ``ModelFileError`` naming the file
+    and the problem (missing: with ``how_to_train``; unreadable; another kind of file)."""
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no {kind} model file here. {how_to_train}")
+    try:
+        payload = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{path}: cannot be read as a model file ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != model_format:
+        found = payload.get("format") if isinstance(payload, dict) else "no object"
+        raise ModelFileError(
+            f"{path}: is not a {kind} model file (expected format {model_format!r}, "
+            f"found {found!r})"
+        )
+    return payload
+
+
+def layers_from_json(entries: list[dict[str, Any]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(weights, bias)`` float64 arrays of each stored layer."""
+    return [
+        (np.asarray(e["weights"], dtype=np.float64), np.asarray(e["bias"], dtype=np.float64))
+        for e in entries
+    ]
 
 
 def default_model_path() -> Path:

@@ -30,7 +30,6 @@ no pickle. Train one with ``medforensics.train.patch_cascade.train_patch_cascade
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from importlib import resources
@@ -46,6 +45,9 @@ from medforensics.detect.classical import (
     ClassicalModel,
     ModelFileError,
     cell_map,
+    layers_from_json,
+    read_model_json,
+    write_model_json,
 )
 from medforensics.detect.features import (
     CHUNK_SLICES,
@@ -324,10 +326,7 @@ class PatchCascadeModel:
         }
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, sort_keys=True) + "\n")
-        return path
+        return write_model_json(self.to_dict(), path)
 
     @staticmethod
     def load(path: str | Path) -> PatchCascadeModel:
@@ -338,24 +337,14 @@ class PatchCascadeModel:
                 features than this version computes.
         """
         path = Path(path)
-        if not path.is_file():
-            raise ModelFileError(
-                f"{path}: no patch-cascade model file here. Train one with "
-                "medforensics.train.patch_cascade.train_patch_cascade(cases, seed=0) on "
-                "medforensics.train.cases.make_cases(...) cases and save it with "
-                "model.save(PATH) (benchmarks/bench_quality.py does both), then pass "
-                "model=PATH"
-            )
-        try:
-            payload = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFileError(f"{path}: cannot be read as a model file ({exc})") from exc
-        if not isinstance(payload, dict) or payload.get("format") != MODEL_FORMAT:
-            found = payload.get("format") if isinstance(payload, dict) else "no object"
-            raise ModelFileError(
-                f"{path}: is not a patch-cascade model file (expected format {MODEL_FORMAT!r}, "
-                f"found {found!r})"
-            )
+        payload = read_model_json(
+            path,
+            MODEL_FORMAT,
+            "patch-cascade",
+            "Train one with medforensics.train.patch_cascade.train_patch_cascade(cases, "
+            "seed=0) on medforensics.train.cases.make_cases(...) cases and save it with "
+            "model.save(PATH) (benchmarks/bench_quality.py does both), then pass model=PATH",
+        )
         names = tuple(payload.get("feature_names", ()))
         if (
             names != feature_names()
@@ -375,13 +364,7 @@ class PatchCascadeModel:
                 grid=TileGrid(**payload["grid"]),
                 mean=np.asarray(payload["patches"]["scaler"]["mean"], dtype=np.float64),
                 scale=np.asarray(payload["patches"]["scaler"]["scale"], dtype=np.float64),
-                layers=[
-                    (
-                        np.asarray(layer["weights"], dtype=np.float64),
-                        np.asarray(layer["bias"], dtype=np.float64),
-                    )
-                    for layer in payload["patches"]["layers"]
-                ],
+                layers=layers_from_json(payload["patches"]["layers"]),
             )
             return PatchCascadeModel(
                 patches=patches,
