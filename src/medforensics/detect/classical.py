@@ -236,6 +236,41 @@ class ClassicalModel:
         )
 
 
+def tile_training_set(
+    cases: Sequence[TrainCase],
+    grid: TileGrid,
+    rng: np.random.Generator,
+    flat_share: float,
+    max_negatives: int,
+    unit: str = "tile",
+) -> tuple[list[_CaseFeatures], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Tile features of ``cases`` (a ``flat_share`` of them without slice context), the labelled
+    tile examples with negatives subsampled to ``max_negatives``, and their standardisation.
+
+    Returns:
+        The per-case features, ``x``, ``y``, and the mean and scale of ``x``'s columns.
+    """
+    items = [
+        _case_features(case, grid, slice_context=bool(rng.random() >= flat_share)) for case in cases
+    ]
+    x, y = _tile_examples(items, MIN_OVERLAP)
+    if not y.any():
+        raise ValueError(
+            f"no tampered {unit} covers {MIN_OVERLAP:.0%} of a {grid.tile}-pixel {unit}; "
+            f"use larger attacks or a smaller {unit}"
+        )
+    negatives = np.flatnonzero(y == 0)
+    if negatives.size > max_negatives:
+        keep = np.concatenate(
+            [np.flatnonzero(y == 1), rng.choice(negatives, max_negatives, replace=False)]
+        )
+        x, y = x[keep], y[keep]
+    mean = x.mean(axis=0).astype(np.float64)
+    scale = x.std(axis=0).astype(np.float64)
+    scale[scale < 1e-6] = 1.0
+    return items, x, y, mean, scale
+
+
 def write_model_json(payload: dict[str, Any], path: str | Path) -> Path:
     """Write a JSON model file (sorted keys, one space indent); returns its path."""
     target = Path(path)
@@ -567,25 +602,7 @@ def train_classical(
                 f"{len(cases)} case(s) with labels {sorted(kinds)}"
             )
     rng = np.random.default_rng(seed)
-    train_items = [
-        _case_features(case, grid, slice_context=bool(rng.random() >= flat_share))
-        for case in train_cases
-    ]
-    x, y = _tile_examples(train_items, MIN_OVERLAP)
-    if not y.any():
-        raise ValueError(
-            f"no tampered tile covers {MIN_OVERLAP:.0%} of a {grid.tile}-pixel tile; "
-            "use larger attacks or a smaller tile"
-        )
-    negatives = np.flatnonzero(y == 0)
-    if negatives.size > max_negatives:
-        keep = np.concatenate(
-            [np.flatnonzero(y == 1), rng.choice(negatives, max_negatives, replace=False)]
-        )
-        x, y = x[keep], y[keep]
-    mean = x.mean(axis=0).astype(np.float64)
-    scale = x.std(axis=0).astype(np.float64)
-    scale[scale < 1e-6] = 1.0
+    _, x, y, mean, scale = tile_training_set(train_cases, grid, rng, flat_share, max_negatives)
     weight = (
         _context_weights(x[:, feature_names().index("mean_intensity")], y)
         if match_tissue

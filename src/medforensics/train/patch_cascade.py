@@ -13,10 +13,9 @@ from medforensics.detect.classical import (
     MIN_OVERLAP,
     ClassicalModel,
     _case_counts,
-    _case_features,
     _context_weights,
     _fit_layers,
-    _tile_examples,
+    tile_training_set,
 )
 from medforensics.detect.features import (
     TileGrid,
@@ -172,26 +171,10 @@ def train_patch_cascade(
             )
     grid = grid or TileGrid()
     rng = np.random.default_rng(seed)
-    items = [
-        _case_features(case, grid, slice_context=bool(rng.random() >= flat_share))
-        for case in train_cases
-    ]
     # stage 1: patches
-    x, y = _tile_examples(items, MIN_OVERLAP)
-    if not y.any():
-        raise ValueError(
-            f"no attack covers {MIN_OVERLAP:.0%} of a {grid.tile}-pixel patch in the training "
-            "cases; use larger attacks or a smaller patch"
-        )
-    negatives = np.flatnonzero(y == 0)
-    if negatives.size > max_negatives:
-        keep = np.concatenate(
-            [np.flatnonzero(y == 1), rng.choice(negatives, max_negatives, replace=False)]
-        )
-        x, y = x[keep], y[keep]
-    mean = x.mean(axis=0).astype(np.float64)
-    scale = x.std(axis=0).astype(np.float64)
-    scale[scale < 1e-6] = 1.0
+    items, x, y, mean, scale = tile_training_set(
+        train_cases, grid, rng, flat_share, max_negatives, unit="patch"
+    )
     weight = _context_weights(x[:, feature_names().index("mean_intensity")], y)
     patches = ClassicalModel(
         feature_names=feature_names(),
