@@ -36,11 +36,10 @@ import numpy as np
 from medforensics.tamper.synthetic import FAMILIES as VAE_FAMILIES
 from medforensics.tamper.synthetic import (
     SliceGenerator,
+    TrainedGenerator,
     load_weights,
     read_sidecar,
-    save_weights,
     train_generator,
-    weights_identity,
 )
 from medforensics.utils.optional import require
 
@@ -220,24 +219,12 @@ def cosine_alpha_bar(timesteps: int) -> torch.Tensor:
 
 
 @dataclass
-class ImageGenerator:
+class ImageGenerator(TrainedGenerator):
     """A trained ``gan`` or ``diffusion`` generator: config, network and card."""
 
     config: ImageGeneratorConfig
     network: nn.Module
     card: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def family(self) -> str:
-        return self.config.family
-
-    @property
-    def identity(self) -> str:
-        """A short hash of the weights, to trace which generator made a fake."""
-        return weights_identity(self.network)
-
-    def describe(self) -> dict[str, Any]:
-        return {"family": self.family, "size": self.config.size, "id": self.identity, **self.card}
 
     def sample(self, count: int, seed: int) -> np.ndarray:
         """``count`` images ``(count, size, size)`` float32 in [0, 1], the same for a seed."""
@@ -266,10 +253,6 @@ class ImageGenerator:
             a_prev = alpha_bar[steps[k + 1]] if k + 1 < len(steps) else torch.tensor(1.0)
             x = a_prev.sqrt() * x0 + (1 - a_prev).sqrt() * eps
         return x
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card, id)."""
-        return save_weights(self.network, self.config, self.card, path)
 
     @staticmethod
     def load(path: str | Path) -> ImageGenerator:

@@ -199,17 +199,17 @@ def load_weights(network: Any, weights: Path) -> Any:
     return network
 
 
-@dataclass
-class SliceGenerator:
-    """A trained generator: its config, network and a card saying what it was trained on."""
+class TrainedGenerator:
+    """What every whole-image generator has: a ``config`` with ``family`` and ``size``, a
+    ``network`` and a ``card``; its weights hash, description and ``save``."""
 
-    config: GeneratorConfig
-    network: torch.nn.ModuleDict
-    card: dict[str, Any] = field(default_factory=dict)
+    config: Any
+    network: Any
+    card: dict[str, Any]
 
     @property
     def family(self) -> str:
-        return self.config.family
+        return str(self.config.family)
 
     @property
     def identity(self) -> str:
@@ -218,6 +218,19 @@ class SliceGenerator:
 
     def describe(self) -> dict[str, Any]:
         return {"family": self.family, "size": self.config.size, "id": self.identity, **self.card}
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card)."""
+        return save_weights(self.network, self.config, self.card, path)
+
+
+@dataclass
+class SliceGenerator(TrainedGenerator):
+    """A trained VAE generator: its config, network and a card saying what it was trained on."""
+
+    config: GeneratorConfig
+    network: torch.nn.ModuleDict
+    card: dict[str, Any] = field(default_factory=dict)
 
     def to_unit(self, pixels: np.ndarray) -> torch.Tensor:
         """``(n, rows, cols)`` pixel values -> ``(n, 1, size, size)`` tensor in [0, 1]."""
@@ -260,10 +273,6 @@ class SliceGenerator:
             latent = mean + temperature * torch.exp(0.5 * log_var) * noise
             rows, cols = pixels.shape[-2:]
             return self.to_pixels(self._decode(latent), (int(rows), int(cols)))
-
-    def save(self, path: str | Path) -> Path:
-        """Write ``path`` (torch state_dict, ``.pt``) and its JSON sidecar (config, card)."""
-        return save_weights(self.network, self.config, self.card, path)
 
     @staticmethod
     def load(path: str | Path) -> SliceGenerator:
