@@ -28,7 +28,13 @@ from scipy import ndimage
 from medforensics.detect.base import Detector
 from medforensics.detect.calibration import PlattCalibration
 from medforensics.detect.checkpoint import CheckpointError, load_checkpoint
-from medforensics.detect.local_net import STRIDE, ResidualFCN, ResidualFilter, prepare
+from medforensics.detect.local_net import (
+    STRIDE,
+    ResidualFCN,
+    ResidualFilter,
+    fuse_batch_norm,
+    prepare,
+)
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
 from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
@@ -106,9 +112,9 @@ class LocalDetector(Detector):
         state, meta = load_checkpoint(path)
         self.path = path
         self.meta: dict[str, Any] = meta
-        self.net = ResidualFCN(width=int(meta.get("architecture", {}).get("width", 32)))
-        self.net.load_state_dict(state)
-        self.net.eval()
+        net = ResidualFCN(width=int(meta.get("architecture", {}).get("width", 32)))
+        net.load_state_dict(state)
+        self.net = fuse_batch_norm(net)  # inference only: BatchNorm folded into the convs
         self.filters = ResidualFilter()
         calibration = meta.get("calibration", {"a": 1.0, "b": 0.0})
         self.calibration = PlattCalibration(float(calibration["a"]), float(calibration["b"]))

@@ -81,6 +81,30 @@ class ResidualFCN(nn.Module):
         return self.head(self.body[1:](x))
 
 
+def fuse_batch_norm(net: ResidualFCN) -> ResidualFCN:
+    """``net`` for inference with every BatchNorm folded into the convolution before it.
+
+    In eval mode a BatchNorm is an affine map per channel, so ``conv`` then ``BN`` equals one
+    convolution with scaled weights and a shifted bias: one pass over the activations less per
+    block. Outputs agree with the unfused network to float rounding. Never train the result.
+    """
+    net.eval()
+    with torch.no_grad():
+        for module in net.body:
+            block: Any = module  # a MONAI Convolution: .conv, then .adn (N, A)
+            norm = block.adn.N
+            if not isinstance(norm, nn.BatchNorm2d):
+                continue
+            conv: nn.Conv2d = block.conv
+            assert norm.running_var is not None and norm.running_mean is not None
+            scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+            conv.weight.mul_(scale.view(-1, 1, 1, 1))
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(norm.running_mean)
+            conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+            block.adn.N = nn.Identity()
+    return net
+
+
 class ResidualFilter(nn.Module):
     """Fixed SRM-style filters per slice, ``(n, 1, H, W)`` → ``(n, 3, H, W)``.
 
