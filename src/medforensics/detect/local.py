@@ -29,6 +29,7 @@ from medforensics.detect.base import Detector
 from medforensics.detect.calibration import PlattCalibration
 from medforensics.detect.checkpoint import CheckpointError, load_checkpoint
 from medforensics.detect.local_net import (
+    IN_CHANNELS,
     STRIDE,
     ResidualFCN,
     ResidualFilter,
@@ -65,9 +66,10 @@ def volume_logits(
         return logits, cells
     view = pixels[:, :r8, :c8]
     with torch.inference_mode():
+        buffer = torch.empty(min(batch, n) * IN_CHANNELS * r8 * c8, dtype=torch.float32)
         for start in range(0, n, batch):
             stop = min(n, start + batch)
-            prepared = prepare(view, volume.modality, filters, start, stop)
+            prepared = prepare(view, volume.modality, filters, start, stop, buffer=buffer)
             out = net(prepared.residuals)[:, 0].numpy()
             logits[start:stop] = np.where(prepared.cells, out, -np.inf)
             cells[start:stop] = prepared.cells
