@@ -66,3 +66,14 @@ def test_bad_requests_are_explained(args: list[str], message: str, tmp_path: Pat
     result = runner.invoke(build_app(), ["train-attack", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_scans_with_nothing_to_learn_from_are_refused_by_name(tmp_path: Path) -> None:
+    hu = np.full((3, 64, 64), -1000.0)  # air only: no lung, no body to cut training cubes from
+    write_ct_series(hu, tmp_path / "air", patient_id="P9")
+    result = runner.invoke(
+        build_app(),
+        ["train-attack", "cube-gan", "--authentic", str(tmp_path / "air"), "--steps", "1"],
+    )
+    assert result.exit_code == 2
+    assert "cannot train cube-gan" in result.output

@@ -79,26 +79,30 @@ def train_attack_command(
     def progress(line: str) -> None:
         stderr.print(line)
 
-    if kind == "cube-gan":
-        from medforensics.tamper import cubegan
+    try:
+        if kind == "cube-gan":
+            from medforensics.tamper import cubegan
 
-        inpainter = cubegan.train_inpainter(typed, seed, steps=steps, progress=progress)
-        path = inpainter.save(out) if out else cubegan.save_to_cache(inpainter)
-        card = inpainter.describe()
-    else:
-        from medforensics.tamper import synthetic
+            inpainter = cubegan.train_inpainter(typed, seed, steps=steps, progress=progress)
+            path = inpainter.save(out) if out else cubegan.save_to_cache(inpainter)
+            card = inpainter.describe()
+        else:
+            from medforensics.tamper import synthetic
 
-        generator = synthetic.train_generator(
-            [v.pixels for v in typed],
-            kind,
-            seed,
-            steps=steps,
-            modality=typed[0].modality,
-            progress=progress,
-        )
-        generator.card["trained_on"] = sorted({v.input for v in typed})
-        path = generator.save(out) if out else synthetic.save_to_cache(generator)
-        card = generator.describe()
+            generator = synthetic.train_generator(
+                [v.pixels for v in typed],
+                kind,
+                seed,
+                steps=steps,
+                modality=typed[0].modality,
+                progress=progress,
+            )
+            generator.card["trained_on"] = sorted({v.input for v in typed})
+            path = generator.save(out) if out else synthetic.save_to_cache(generator)
+            card = generator.describe()
+    except ValueError as exc:  # e.g. no lung or foreground to cut training cubes from
+        stderr.print(f"[red]error:[/] cannot train {kind} on the --authentic scans: {exc}")
+        raise typer.Exit(2) from exc
     stdout.print(f"{kind} ({typed[0].modality}, {len(typed)} series, {steps} steps) -> {path}")
     stdout.print(f"id {card['id']}")
 

@@ -200,7 +200,7 @@ def prepare(
     the network was trained to expect for isolated slices; ``context=False`` treats every slice
     as isolated (training uses it so the network learns both cases). ``buffer``, a float32
     tensor of at least ``(stop - start) * 9 * H * W`` elements, receives the stacks instead of a
-    fresh allocation (reused batch after batch, it saves the page faults of a new 75 MB array);
+    fresh allocation (reused batch after batch: no new 75 MB array per batch of 8 at 512²);
     the result is then a view of it, valid until the next call with the same buffer.
     """
     n = pixels.shape[0]
