@@ -17,6 +17,12 @@
   only add false alarms. A site that trains one passes it with ``routes``;
 * every other modality, or when a route's models are missing → ``noise-residual``.
 
+CT inputs are also checked for an interpolation trace (``resampling``): pixels re-gridded after
+reconstruction, as CT-GAN's pipeline re-grids the whole scan through 1 mm voxels and back. A
+clear trace makes the verdict ``manipulated`` and lifts the score to at least 0.5 (keeping the
+pixel models' order), with a ``global`` finding after the pixel findings; a weak one makes an
+``authentic`` verdict ``inconclusive``.
+
 DICOM inputs also go through the ``metadata`` consistency checks. Their findings are added to
 the result; they never lower a verdict, and a strong one (score ≥ 0.5) turns an ``authentic``
 verdict into ``inconclusive`` with a note, because a header inconsistency is a reason for a person
@@ -51,6 +57,9 @@ ROUTES: dict[str, tuple[str, ...]] = {
 FALLBACK = "noise-residual"
 #: metadata findings at or above this score make an authentic verdict inconclusive
 METADATA_ALERT = 0.5
+#: modalities checked for an interpolation trace: scanners never re-grid CT slices, whereas MR
+#: scanners interpolate by design and radiographs are routinely resized on export
+RESAMPLING_MODALITIES = ("CT",)
 
 
 @register_detector
@@ -65,8 +74,10 @@ class AutoDetector(Detector):
         routes: dict[str, tuple[str, ...]] | None = None,
         metadata: bool = True,
         signature: bool = True,
+        resampling: bool = True,
     ) -> None:
         self.routes = {**ROUTES, **(routes or {})}
+        self.use_resampling = resampling
         self.use_metadata = metadata
         self.use_signature = signature
         self._cache: dict[str, Detector] = {}
@@ -117,6 +128,10 @@ class AutoDetector(Detector):
             futures = [self._pool.submit(d.detect, volume) for d in chosen]
             detection = combine([f.result() for f in futures])
         detection.notes = notes + detection.notes
+        if self.use_resampling and volume.modality in RESAMPLING_MODALITIES:
+            checker = self._get("resampling")
+            if checker is not None:
+                detection = with_resampling(detection, checker.detect(volume))
         if self.use_metadata and volume.kind.startswith("dicom"):
             checker = self._get("metadata")
             if checker is not None:
@@ -138,6 +153,8 @@ class AutoDetector(Detector):
     def describe(self) -> dict[str, Any]:
         # each model once (radiograph modalities share one route), keyed by name
         names = dict.fromkeys(n for route in self.routes.values() for n in route)
+        if self.use_resampling:
+            names["resampling"] = None
         models = {n: d.describe() for n, d in ((n, self._get(n)) for n in names) if d is not None}
         return {"name": self.name, "routes": dict(self.routes), "models": models}
 
@@ -152,6 +169,38 @@ def with_signature(detection: Detection, signed: Detection) -> Detection:
         detection.findings = list(signed.findings) + detection.findings
         detection.verdict = "manipulated"
         detection.score = max(detection.score, signed.score)
+    return detection
+
+
+def with_resampling(detection: Detection, trace: Detection) -> Detection:
+    """``detection`` with the interpolation-trace check's answer (CT only, see the module doc).
+
+    A trace at or above the check's ``authentic_below`` raises the score to
+    ``1 - (1 - pixel) * (1 - min(trace, 0.5))``: a clear trace puts the series at 0.5 or more
+    (``manipulated``) while keeping the pixel models' order among re-gridded series; a weak one
+    nudges it. Its finding goes after the pixel findings, which are the ones that localise.
+    """
+    if trace.verdict == "inconclusive" and not trace.findings and trace.score == 0.5:
+        return detection  # not assessed (too small): nothing to add
+    from medforensics.detect.resampling import OPERATING_POINT
+
+    detection.notes = detection.notes + [f"resampling: {note}" for note in trace.notes]
+    if trace.score < OPERATING_POINT.authentic_below:
+        return detection
+    pixel = detection.score
+    detection.score = 1.0 - (1.0 - pixel) * (1.0 - min(trace.score, 0.5))
+    detection.findings = detection.findings + list(trace.findings)
+    if trace.verdict == "manipulated":
+        detection.verdict = "manipulated"
+        detection.notes.append(
+            f"pixel models: {pixel:.3f}; the pixels were re-interpolated after reconstruction "
+            "(see the global finding), so the series is not as the scanner wrote it"
+        )
+    elif detection.verdict == "authentic":
+        detection.verdict = "inconclusive"
+        detection.notes.append(
+            "a weak interpolation trace: a person should check the file's history"
+        )
     return detection
 
 

@@ -29,6 +29,7 @@ _BUILTINS = {
     "global-vit": "medforensics.detect.global_net",
     "densenet121-slice": "medforensics.detect.global_net",
     "patch-cascade": "medforensics.detect.patch_cascade",
+    "resampling": "medforensics.detect.resampling",
 }
 
 

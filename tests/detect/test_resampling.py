@@ -1,0 +1,145 @@
+"""The interpolation-trace (``resampling``) check, alone and inside ``auto``."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from medforensics.detect import Detection, Finding, create_detector, list_detectors
+from medforensics.detect.auto import with_resampling
+from medforensics.detect.resampling import (
+    OPERATING_POINT,
+    ResamplingDetector,
+    expected_frequency,
+    interpolation_trace,
+    probability,
+)
+from medforensics.io.types import ImageVolume
+from medforensics.samples import chest_ct_phantom
+from medforensics.tamper.launder import apply_laundering
+from medforensics.tamper.regrid import round_trip
+
+SPACING = (2.5, 0.7, 0.7)
+
+
+def _volume(pixels: np.ndarray, modality: str = "CT") -> ImageVolume:
+    return ImageVolume(
+        input="phantom", kind="dicom-series", modality=modality, pixels=pixels, spacing=SPACING
+    )
+
+
+@pytest.fixture(scope="module")
+def authentic() -> ImageVolume:
+    return _volume(chest_ct_phantom(n_slices=12, size=256, rng=np.random.default_rng(5)))
+
+
+@pytest.fixture(scope="module")
+def regridded(authentic: ImageVolume) -> ImageVolume:
+    """What CT-GAN's pipeline does to every scan it touches, with no edit at all."""
+    return dataclasses.replace(authentic, pixels=round_trip(authentic.pixels, SPACING))
+
+
+def test_registered_by_name() -> None:
+    assert "resampling" in list_detectors()
+    assert isinstance(create_detector("resampling"), ResamplingDetector)
+
+
+def test_expected_frequency_of_a_round_trip_through_1mm() -> None:
+    assert expected_frequency(0.842) == pytest.approx(0.158)
+    assert expected_frequency(0.7) == pytest.approx(0.3)
+    assert expected_frequency(math.nan) is None
+
+
+def test_round_trip_keeps_shape_and_changes_pixels(authentic: ImageVolume) -> None:
+    out = round_trip(authentic.pixels, SPACING)
+    assert out.shape == authentic.pixels.shape
+    assert not np.array_equal(out, authentic.pixels)
+    # a re-gridding, not a different image: the anatomy is where it was
+    assert np.corrcoef(out.ravel(), authentic.pixels.ravel())[0, 1] > 0.99
+
+
+def test_authentic_phantom_has_no_trace(authentic: ImageVolume) -> None:
+    trace = interpolation_trace(authentic)
+    assert trace is not None
+    assert probability(trace.strength) < OPERATING_POINT.authentic_below
+    assert ResamplingDetector().detect(authentic).verdict == "authentic"
+
+
+def test_ctgan_round_trip_is_flagged_at_its_period(
+    authentic: ImageVolume, regridded: ImageVolume
+) -> None:
+    clean, trace = interpolation_trace(authentic), interpolation_trace(regridded)
+    assert clean is not None and trace is not None
+    assert trace.strength > 10 * clean.strength
+    assert trace.frequency == pytest.approx(0.3, abs=0.01)
+    detection = ResamplingDetector().detect(regridded)
+    assert detection.verdict == "manipulated"
+    (finding,) = detection.findings
+    assert finding.kind == "global"
+    assert "1 mm" in finding.detail
+
+
+def test_one_regridded_512_slice_is_enough() -> None:
+    one = _volume(chest_ct_phantom(n_slices=1, size=512, rng=np.random.default_rng(6)))
+    assert ResamplingDetector().detect(one).verdict == "authentic"
+    regridded = dataclasses.replace(one, pixels=round_trip(one.pixels, SPACING))
+    assert ResamplingDetector().detect(regridded).verdict == "manipulated"
+
+
+@pytest.mark.parametrize("interpolation", ["linear", "cubic", "area"])
+def test_resize_laundering_is_flagged(authentic: ImageVolume, interpolation: str) -> None:
+    steps = [{"op": "resample", "factor": 0.6, "interpolation": interpolation}]
+    pixels = apply_laundering(authentic.pixels, authentic, steps, np.random.default_rng(0))
+    laundered = dataclasses.replace(authentic, pixels=pixels.astype(np.float32))
+    assert ResamplingDetector().detect(laundered).verdict == "manipulated"
+
+
+def test_lossless_geometry_leaves_no_trace(authentic: ImageVolume) -> None:
+    """Flips, whole-pixel shifts and re-ordering re-grid nothing: they must not be flagged."""
+    for pixels in (
+        authentic.pixels[:, ::-1, :],
+        np.roll(authentic.pixels, (7, -3), axis=(1, 2)),
+        authentic.pixels[::-1],
+        np.ascontiguousarray(np.swapaxes(authentic.pixels, 1, 2)),
+    ):
+        detection = ResamplingDetector().detect(dataclasses.replace(authentic, pixels=pixels))
+        assert detection.verdict == "authentic"
+
+
+def test_too_small_is_not_assessed() -> None:
+    tiny = _volume(np.zeros((3, 32, 32), dtype=np.float32))
+    assert interpolation_trace(tiny) is None
+    assert ResamplingDetector().detect(tiny).verdict == "inconclusive"
+
+
+def _pixel(score: float, verdict: str = "authentic") -> Detection:
+    local = Finding(kind="local", score=score, slice=1, row=10, col=10, radius=5)
+    return Detection(detector="px", score=score, verdict=verdict, findings=[local])  # type: ignore[arg-type]
+
+
+def test_auto_combination_keeps_pixel_order_and_findings_first(regridded: ImageVolume) -> None:
+    trace = ResamplingDetector().detect(regridded)
+    low, high = with_resampling(_pixel(0.1), trace), with_resampling(_pixel(0.4), trace)
+    assert 0.5 <= low.score < high.score <= 1.0
+    assert low.verdict == high.verdict == "manipulated"
+    assert [f.kind for f in low.findings] == ["local", "global"]
+
+
+def test_auto_combination_ignores_no_trace(authentic: ImageVolume) -> None:
+    clean = with_resampling(_pixel(0.3), ResamplingDetector().detect(authentic))
+    assert clean.score == 0.3
+    assert clean.verdict == "authentic"
+    assert [f.kind for f in clean.findings] == ["local"]
+
+
+def test_auto_flags_a_regridded_ct_but_not_a_regridded_mr(regridded: ImageVolume) -> None:
+    auto = create_detector("auto")
+    ct = auto.detect(regridded)
+    assert ct.verdict == "manipulated"
+    assert ct.score >= 0.5
+    assert any(f.kind == "global" and "re-interpolated" in f.detail for f in ct.findings)
+    mr = auto.detect(dataclasses.replace(regridded, modality="MR"))
+    assert not any("re-interpolated" in f.detail for f in mr.findings)
