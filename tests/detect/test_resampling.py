@@ -20,7 +20,7 @@ from medforensics.detect.resampling import (
 from medforensics.io.types import ImageVolume
 from medforensics.samples import chest_ct_phantom
 from medforensics.tamper.launder import apply_laundering
-from medforensics.tamper.regrid import round_trip
+from medforensics.tamper.regrid import round_trip, touch_up_injection, touch_up_weights
 
 SPACING = (2.5, 0.7, 0.7)
 
@@ -143,3 +143,52 @@ def test_auto_flags_a_regridded_ct_but_not_a_regridded_mr(regridded: ImageVolume
     assert any(f.kind == "global" and "re-interpolated" in f.detail for f in ct.findings)
     mr = auto.detect(dataclasses.replace(regridded, modality="MR"))
     assert not any("re-interpolated" in f.detail for f in mr.findings)
+
+
+# --- where a re-gridded series lacks the trace (resampling_map) ------------------------------
+
+
+@pytest.fixture(scope="module")
+def big_series() -> tuple[np.ndarray, np.ndarray]:
+    """A 512² phantom series with a sharp kernel's white noise, and its CT-GAN round trip."""
+    rng = np.random.default_rng(9)
+    pixels = chest_ct_phantom(n_slices=10, size=512, rng=rng)
+    pixels = np.round(pixels + rng.normal(0.0, 25.0, pixels.shape)).astype(np.float32)
+    return pixels, round_trip(pixels, SPACING)
+
+
+def test_touch_up_weights_are_a_bump() -> None:
+    bump = touch_up_weights(64)
+    assert bump.shape == (64, 64)
+    assert bump.min() == 0.0 and bump.max() == 1.0
+    assert bump[32, 32] > 0.95 > bump[32, 8] > bump[32, 0]
+
+
+def test_touch_up_restores_original_lung_around_the_site(
+    big_series: tuple[np.ndarray, np.ndarray],
+) -> None:
+    original, regridded = big_series
+    edited = touch_up_injection(original, regridded, (5, 256, 150))
+    outside = np.ones(original.shape, dtype=bool)
+    outside[:, 224:288, 118:182] = False
+    assert np.array_equal(edited[outside], regridded[outside])
+    lung = original[:, 224:288, 118:182] < -700
+    inside = edited[:, 224:288, 118:182]
+    # max(blend, original) never goes below the original; in lung it is nearly the original
+    assert np.all(inside >= original[:, 224:288, 118:182] - 1e-3)
+    assert np.median(np.abs(inside - original[:, 224:288, 118:182])[lung]) < 5.0
+
+
+def test_hole_in_the_trace_is_located(big_series: tuple[np.ndarray, np.ndarray]) -> None:
+    original, regridded = big_series
+    lung = np.argwhere(original[5, 128:-128, 96:-96] < -800)
+    r, c = (int(v) for v in lung[len(lung) // 2] + (128, 96))
+    edited = touch_up_injection(original, regridded, (5, r, c))
+    detection = ResamplingDetector().detect(_volume(edited))
+    assert detection.verdict == "manipulated"
+    local = [f for f in detection.findings if f.kind == "local"]
+    assert local, detection.notes
+    assert abs(local[0].row - r) <= 20 and abs(local[0].col - c) <= 20
+    assert detection.anomaly_map is not None and detection.map_stride == 8
+    plain = ResamplingDetector().detect(_volume(regridded))
+    assert not [f for f in plain.findings if f.kind == "local"]

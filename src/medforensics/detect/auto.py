@@ -40,6 +40,8 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from medforensics.detect.base import Detector
 from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.types import Detection
@@ -178,7 +180,9 @@ def with_resampling(detection: Detection, trace: Detection) -> Detection:
     A trace at or above the check's ``authentic_below`` raises the score to
     ``1 - (1 - pixel) * (1 - min(trace, 0.5))``: a clear trace puts the series at 0.5 or more
     (``manipulated``) while keeping the pixel models' order among re-gridded series; a weak one
-    nudges it. Its finding goes after the pixel findings, which are the ones that localise.
+    nudges it. Regions where a re-gridded series lacks the trace (``local`` findings of the
+    check) lead the findings, since they show where pixels were put back; the check's ``global``
+    finding goes last.
     """
     if trace.verdict == "inconclusive" and not trace.findings and trace.score == 0.5:
         return detection  # not assessed (too small): nothing to add
@@ -189,7 +193,20 @@ def with_resampling(detection: Detection, trace: Detection) -> Detection:
         return detection
     pixel = detection.score
     detection.score = 1.0 - (1.0 - pixel) * (1.0 - min(trace.score, 0.5))
-    detection.findings = detection.findings + list(trace.findings)
+    holes = [f for f in trace.findings if f.kind == "local"]
+    rest = [f for f in trace.findings if f.kind != "local"]
+    # a hole in the trace is direct evidence of where pixels were put back: it leads
+    detection.findings = holes + detection.findings + rest
+    if holes and trace.anomaly_map is not None:
+        same = detection.anomaly_map is not None and (
+            detection.anomaly_map.shape == trace.anomaly_map.shape
+            and detection.map_stride == trace.map_stride
+        )
+        base = detection.anomaly_map if same else None
+        detection.anomaly_map = (
+            trace.anomaly_map if base is None else np.maximum(base, trace.anomaly_map)
+        )
+        detection.map_stride = trace.map_stride
     if trace.verdict == "manipulated":
         detection.verdict = "manipulated"
         detection.notes.append(

@@ -26,9 +26,11 @@ axis's median spectral level. Averaged noise gives a spectrum of exponential-lik
 maximum over a few hundred frequencies is about 10–30; a resampled series gives hundreds to
 tens of thousands. ``benchmarks/dev_resampling.py`` prints the figures on real series.
 
-It answers one question, "were these pixels re-gridded?", not "is there a nodule that should not
-be there", and never localises. ``auto`` adds its finding to CT results and raises the score; it
-does not replace the pixel models.
+It answers "were these pixels re-gridded?", not "is there a nodule that should not be there". When
+they were, ``resampling_map`` looks for regions that lack the trace the rest of the series has
+(pixels put back after the re-gridding: CT-GAN's touch-up pastes original pixels around each
+edit) and reports them as ``local`` findings. ``auto`` adds its findings to CT results and raises
+the score; it does not replace the pixel models.
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ def expected_frequency(spacing_mm: float, grid_mm: float = 1.0) -> float | None:
     return abs(ratio - round(ratio))
 
 
-def _measured(image: np.ndarray, modality: str) -> np.ndarray:
+def measured(image: np.ndarray, modality: str) -> np.ndarray:
     if modality == "CT":
         return image > CT_FLOOR_HU
     finite = image[np.isfinite(image)]
@@ -92,15 +94,30 @@ def _measured(image: np.ndarray, modality: str) -> np.ndarray:
     return image > floor  # everything but padding at the minimum
 
 
-def _profiles(pixels: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-column and per-row mean |second difference| over measured pixels, summed slices."""
+@dataclass(frozen=True)
+class AxisSums:
+    """|second difference| summed over the measured pixels of the sampled slices, per position.
+
+    ``cols[c]`` sums the differences taken along rows at image column ``c + 1``; ``rows[r]``
+    those taken along columns at image row ``r + 1``; the counts say how many pixels each holds.
+    """
+
+    cols: np.ndarray
+    col_count: np.ndarray
+    rows: np.ndarray
+    row_count: np.ndarray
+    slices: int
+
+
+def axis_sums(pixels: np.ndarray, modality: str) -> AxisSums:
+    """``AxisSums`` over up to ``MAX_SLICES`` evenly spaced slices."""
     n, rows, cols = pixels.shape
     picks = np.unique(np.linspace(0, n - 1, min(n, MAX_SLICES)).round().astype(int))
     col_sum, col_count = np.zeros(cols - 2), np.zeros(cols - 2)
     row_sum, row_count = np.zeros(rows - 2), np.zeros(rows - 2)
     for z in picks:
         image = np.asarray(pixels[z], dtype=np.float32)
-        keep = _measured(image, modality)
+        keep = measured(image, modality)
         # second difference along each row (varies with the column) and along each column
         d_cols = np.abs(image[:, 2:] - 2 * image[:, 1:-1] + image[:, :-2])
         k_cols = keep[:, 2:] & keep[:, 1:-1] & keep[:, :-2]
@@ -110,7 +127,17 @@ def _profiles(pixels: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray
         k_rows = keep[2:] & keep[1:-1] & keep[:-2]
         row_sum += np.where(k_rows, d_rows, 0).sum(axis=1)
         row_count += k_rows.sum(axis=1)
-    return _mean_profile(col_sum, col_count), _mean_profile(row_sum, row_count), len(picks)
+    return AxisSums(col_sum, col_count, row_sum, row_count, len(picks))
+
+
+def _profiles(pixels: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Per-column and per-row mean |second difference| over measured pixels, summed slices."""
+    sums = axis_sums(pixels, modality)
+    return (
+        _mean_profile(sums.cols, sums.col_count),
+        _mean_profile(sums.rows, sums.row_count),
+        sums.slices,
+    )
 
 
 def _mean_profile(total: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -128,10 +155,15 @@ def _mean_profile(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     return np.where(ok, profile, np.nanmedian(profile))
 
 
+def detrend(profile: np.ndarray) -> np.ndarray:
+    """``profile`` relative to its running median, minus one (anatomy's slow changes removed)."""
+    trend = ndimage.median_filter(profile, size=DETREND, mode="nearest")
+    return profile / np.maximum(trend, 1e-6) - 1.0
+
+
 def _spectrum(profile: np.ndarray, n_fft: int) -> np.ndarray:
     """Periodogram of the detrended profile on ``n_fft // 2 + 1`` bins, in median units."""
-    trend = ndimage.median_filter(profile, size=DETREND, mode="nearest")
-    relative = profile / np.maximum(trend, 1e-6) - 1.0
+    relative = detrend(profile)
     power = np.abs(np.fft.rfft(relative * np.hanning(len(relative)), n=n_fft)) ** 2
     freqs = np.fft.rfftfreq(n_fft)
     level = float(np.median(power[freqs >= MIN_FREQUENCY]))
@@ -190,6 +222,10 @@ class ResamplingDetector(Detector):
     name = "resampling"
     modalities = ()
 
+    def __init__(self, locate: bool = True) -> None:
+        #: map where a re-gridded series lacks the trace (``resampling_map``) when flagged
+        self.locate = locate
+
     def detect(self, volume: ImageVolume) -> Detection:
         trace = interpolation_trace(volume)
         if trace is None:
@@ -198,8 +234,18 @@ class ResamplingDetector(Detector):
             )
         score = probability(trace.strength)
         verdict = OPERATING_POINT.verdict(score)
-        findings = []
+        findings: list[Finding] = []
+        anomaly_map = None
         notes = [f"interpolation trace strength {trace.strength:.1f} at {trace.frequency:.3f} c/px"]
+        if verdict == "manipulated" and self.locate:
+            from medforensics.detect.resampling_map import CELL, missing_trace
+
+            anomaly_map, findings = missing_trace(volume.pixels, volume.modality, trace, score)
+            notes.append(
+                f"{len(findings)} region(s) where the trace is missing"
+                if findings
+                else "no region where the trace is missing could be seen"
+            )
         if verdict != "authentic":
             n, rows, cols = volume.shape
             findings.append(
@@ -213,7 +259,13 @@ class ResamplingDetector(Detector):
                 )
             )
         return Detection(
-            detector=self.name, score=score, verdict=verdict, findings=findings, notes=notes
+            detector=self.name,
+            score=score,
+            verdict=verdict,
+            findings=findings,
+            anomaly_map=anomaly_map,
+            map_stride=CELL if anomaly_map is not None else 1,
+            notes=notes,
         )
 
     def describe(self) -> dict[str, object]:
