@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from medforensics.detect import Detection, Finding, create_detector, list_detectors
-from medforensics.detect.auto import with_resampling
+from medforensics.detect.auto import declares_derivation, with_resampling
 from medforensics.detect.resampling import (
     OPERATING_POINT,
     ResamplingDetector,
@@ -192,3 +192,62 @@ def test_hole_in_the_trace_is_located(big_series: tuple[np.ndarray, np.ndarray])
     assert detection.anomaly_map is not None and detection.map_stride == 8
     plain = ResamplingDetector().detect(_volume(regridded))
     assert not [f for f in plain.findings if f.kind == "local"]
+
+
+# --- lossy codecs leave periodic patterns that are not re-gridding ---------------------------
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        {"op": "jpeg", "window": [40.0, 400.0], "quality": 40},
+        {"op": "jpeg", "window": [-600.0, 1500.0], "quality": 60},
+        {"op": "jpeg2000", "rate": 20.0},
+    ],
+    ids=["jpeg-soft-tissue", "jpeg-wide", "jpeg2000"],
+)
+def test_lossy_coding_is_not_regridding(
+    big_series: tuple[np.ndarray, np.ndarray], step: dict[str, object]
+) -> None:
+    original, _ = big_series
+    volume = _volume(original)
+    coded = apply_laundering(original, volume, [step], np.random.default_rng(0))
+    detection = ResamplingDetector().detect(dataclasses.replace(volume, pixels=coded))
+    assert detection.verdict == "authentic", detection.notes
+
+
+def test_block_grid_is_seen_and_left_out(big_series: tuple[np.ndarray, np.ndarray]) -> None:
+    original, _ = big_series
+    volume = _volume(original)
+    step = {"op": "jpeg", "window": [40.0, 400.0], "quality": 40}
+    coded = apply_laundering(original, volume, [step], np.random.default_rng(0))
+    trace = interpolation_trace(dataclasses.replace(volume, pixels=coded))
+    assert trace is not None and trace.block_grid
+    assert interpolation_trace(volume).block_grid is False  # type: ignore[union-attr]
+
+
+def test_regridding_at_an_eighth_is_still_caught(
+    big_series: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """0.75 mm pixels through 1 mm leave a trace at 2/8 c/px, with no other eighth: not JPEG."""
+    original, _ = big_series
+    regridded = round_trip(original, (2.5, 0.75, 0.75))
+    volume = dataclasses.replace(_volume(regridded), spacing=(2.5, 0.75, 0.75))
+    trace = interpolation_trace(volume)
+    assert trace is not None and not trace.block_grid
+    assert trace.frequency == pytest.approx(0.25, abs=0.01)
+    assert probability(trace.strength) >= 0.5
+
+
+def test_declared_derivation_is_reported_not_scored(regridded: ImageVolume) -> None:
+    trace = ResamplingDetector().detect(regridded)
+    derived = dataclasses.replace(regridded, attributes={"ImageType": "DERIVED\\SECONDARY\\MPR"})
+    assert declares_derivation(derived)
+    assert not declares_derivation(regridded)
+    assert not declares_derivation(
+        dataclasses.replace(regridded, attributes={"ImageType": "ORIGINAL\\PRIMARY\\AXIAL"})
+    )
+    combined = with_resampling(_pixel(0.1), trace, declared=True)
+    assert combined.score == 0.1
+    assert combined.verdict == "inconclusive"
+    assert any(f.kind == "global" for f in combined.findings)

@@ -133,7 +133,9 @@ class AutoDetector(Detector):
         if self.use_resampling and volume.modality in RESAMPLING_MODALITIES:
             checker = self._get("resampling")
             if checker is not None:
-                detection = with_resampling(detection, checker.detect(volume))
+                detection = with_resampling(
+                    detection, checker.detect(volume), declared=declares_derivation(volume)
+                )
         if self.use_metadata and volume.kind.startswith("dicom"):
             checker = self._get("metadata")
             if checker is not None:
@@ -174,7 +176,17 @@ def with_signature(detection: Detection, signed: Detection) -> Detection:
     return detection
 
 
-def with_resampling(detection: Detection, trace: Detection) -> Detection:
+def declares_derivation(volume: ImageVolume) -> bool:
+    """Whether the header says the pixels were derived from others (ImageType DERIVED/SECONDARY).
+
+    A reformatted or resampled series that says so is a declared processing step, not a
+    concealed one (CT-GAN keeps the original ORIGINAL\\PRIMARY headers).
+    """
+    image_type = volume.attributes.get("ImageType", "").upper().split("\\")
+    return "DERIVED" in image_type[:1] or "SECONDARY" in image_type[1:2]
+
+
+def with_resampling(detection: Detection, trace: Detection, declared: bool = False) -> Detection:
     """``detection`` with the interpolation-trace check's answer (CT only, see the module doc).
 
     A trace at or above the check's ``authentic_below`` raises the score to
@@ -182,7 +194,8 @@ def with_resampling(detection: Detection, trace: Detection) -> Detection:
     (``manipulated``) while keeping the pixel models' order among re-gridded series; a weak one
     nudges it. Regions where a re-gridded series lacks the trace (``local`` findings of the
     check) lead the findings, since they show where pixels were put back; the check's ``global``
-    finding goes last.
+    finding goes last. When the header declares the pixels derived (``declared``), a trace is
+    reported (finding, note) but changes neither score nor verdict beyond ``inconclusive``.
     """
     if trace.verdict == "inconclusive" and not trace.findings and trace.score == 0.5:
         return detection  # not assessed (too small): nothing to add
@@ -190,6 +203,15 @@ def with_resampling(detection: Detection, trace: Detection) -> Detection:
 
     detection.notes = detection.notes + [f"resampling: {note}" for note in trace.notes]
     if trace.score < OPERATING_POINT.authentic_below:
+        return detection
+    if declared:
+        detection.findings = detection.findings + list(trace.findings)
+        if detection.verdict == "authentic":
+            detection.verdict = "inconclusive"
+        detection.notes.append(
+            "the pixels were re-interpolated, and the header declares them derived (ImageType): "
+            "a declared processing step, so it is reported but not scored"
+        )
         return detection
     pixel = detection.score
     detection.score = 1.0 - (1.0 - pixel) * (1.0 - min(trace.score, 0.5))

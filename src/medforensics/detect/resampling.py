@@ -50,6 +50,18 @@ from medforensics.io.types import ImageVolume
 MAX_SLICES = 48
 #: frequencies below this (periods over 25 px) are anatomy, not interpolation
 MIN_FREQUENCY = 0.04
+#: frequencies above this (periods near 2 px) are left out: lossy JPEG 2000's wavelet halving
+#: leaves a period-2 pattern (0.498 c/px on each of 4 real volumes coded at 23:1), and a re-gridding
+#: trace there would need 0.45–0.55 or 1.45–1.55 mm pixels
+MAX_FREQUENCY = 0.45
+#: codecs' grids (``_codec_grid``): a peak at an eighth at least this strong is examined, and a
+#: companion at another eighth (or 1/2) this strong, and at least BLOCK_SHARE of the peak, marks
+#: the grid
+BLOCK_HARMONIC = 20.0
+BLOCK_SHARE = 0.1
+#: a block-grid peak is this wide either side, in units of the profile's resolution (1 / its
+#: length): the Hann window's main lobe (2), the one-bin slack between axes, one more for luck
+BLOCK_WIDTH = 4.0
 #: running-median width that takes the anatomy's slow trend out of a profile
 DETREND = 9
 #: a profile needs this many pixels in a column (row) for that column (row) to count
@@ -76,6 +88,7 @@ class Trace:
     frequency: float  # cycles per pixel of that peak
     slices: int  # slices measured
     expected: float | None  # where a 1 mm round trip (CT-GAN) would put it, if spacing is known
+    block_grid: bool = False  # a codec's grid (JPEG blocks, JPEG 2000 levels) was looked past
 
 
 def expected_frequency(spacing_mm: float, grid_mm: float = 1.0) -> float | None:
@@ -183,15 +196,51 @@ def interpolation_trace(volume: ImageVolume) -> Trace | None:
     # a peak may straddle two bins differently on the two axes: allow one bin of slack
     cols_power = ndimage.maximum_filter1d(_spectrum(along_cols, n_fft), 3)
     rows_power = ndimage.maximum_filter1d(_spectrum(along_rows, n_fft), 3)
-    joint = np.where(freqs >= MIN_FREQUENCY, np.minimum(cols_power, rows_power), 0.0)
+    full = np.where(freqs >= MIN_FREQUENCY, np.minimum(cols_power, rows_power), 0.0)
+    joint = np.where(freqs <= MAX_FREQUENCY, full, 0.0)
     peak = int(np.argmax(joint))
     spacing = volume.spacing[2] if len(volume.spacing) == 3 else math.nan
+    expected = expected_frequency(float(spacing))
+    width = BLOCK_WIDTH / min(len(along_cols), len(along_rows))
+    blocks = _codec_grid(full, freqs, peak, width, expected)
+    if blocks:  # a codec's grid, not a re-gridding: look past it
+        joint = np.where(_near_eighths(freqs, width), 0.0, joint)
+        peak = int(np.argmax(joint))
     return Trace(
         strength=float(joint[peak]),
         frequency=float(freqs[peak]),
         slices=used,
-        expected=expected_frequency(float(spacing)),
+        expected=expected,
+        block_grid=blocks,
     )
+
+
+def _near_eighths(freqs: np.ndarray, width: float) -> np.ndarray:
+    """Frequencies within ``width`` cycles per pixel of 1/8, 2/8 or 3/8."""
+    eighths = np.array([1, 2, 3]) / 8.0
+    return np.min(np.abs(freqs[:, None] - eighths[None, :]), axis=1) <= width
+
+
+def _codec_grid(
+    full: np.ndarray, freqs: np.ndarray, peak: int, width: float, expected: float | None
+) -> bool:
+    """Whether a peak at an eighth of a cycle per pixel is a codec's grid, not a re-gridding.
+
+    JPEG's 8×8 blocks peak at 1/8, 2/8 and 3/8 together, lossy JPEG 2000's wavelet levels at
+    1/2, 1/4 and 1/8. A re-gridding trace lands on an eighth only when the pixel spacing puts it
+    there (0.625, 0.75 or 0.875 mm through 1 mm) and has no such companions. So a strong peak at
+    an eighth is a grid unless the spacing predicts it there and no companion is present.
+    """
+    if full[peak] < BLOCK_HARMONIC or not _near_eighths(freqs[peak : peak + 1], width)[0]:
+        return False
+    floor = max(BLOCK_HARMONIC, BLOCK_SHARE * float(full[peak]))
+    companions = [k / 8.0 for k in (1, 2, 3, 4) if abs(freqs[peak] - k / 8.0) > width]
+    for centre in companions:
+        window = np.abs(freqs - centre) <= width
+        if window.any() and float(full[window].max()) >= floor:
+            return True
+    predicted = expected is not None and abs(freqs[peak] - expected) <= width
+    return not predicted
 
 
 def probability(strength: float) -> float:
@@ -237,6 +286,10 @@ class ResamplingDetector(Detector):
         findings: list[Finding] = []
         anomaly_map = None
         notes = [f"interpolation trace strength {trace.strength:.1f} at {trace.frequency:.3f} c/px"]
+        if trace.block_grid:
+            notes.append(
+                "a JPEG 8x8 block grid was seen and left out (lossy JPEG, not re-gridding)"
+            )
         if verdict == "manipulated" and self.locate:
             from medforensics.detect.resampling_map import CELL, missing_trace
 
