@@ -19,9 +19,9 @@
 
 CT inputs are also checked for an interpolation trace (``resampling``): pixels re-gridded after
 reconstruction, as CT-GAN's pipeline re-grids the whole scan through 1 mm voxels and back. A
-clear trace makes the verdict ``manipulated`` and lifts the score to at least 0.5 (keeping the
-pixel models' order), with a ``global`` finding after the pixel findings; a weak one makes an
-``authentic`` verdict ``inconclusive``.
+clear trace makes the verdict ``manipulated`` and lifts the score (a noisy-OR with the trace's
+probability, which keeps the pixel models' order), with a ``global`` finding after the pixel
+findings; a weak one makes an ``authentic`` verdict ``inconclusive``.
 
 DICOM inputs also go through the ``metadata`` consistency checks. Their findings are added to
 the result; they never lower a verdict, and a strong one (score ≥ 0.5) turns an ``authentic``
@@ -62,6 +62,9 @@ METADATA_ALERT = 0.5
 #: modalities checked for an interpolation trace: scanners never re-grid CT slices, whereas MR
 #: scanners interpolate by design and radiographs are routinely resized on export
 RESAMPLING_MODALITIES = ("CT",)
+#: a clear trace's share in the noisy-OR with the pixel score (below 1, so that the pixel models
+#: still order re-gridded series, over the top 0.02 of the scale)
+TRACE_WEIGHT = 0.98
 
 
 @register_detector
@@ -189,13 +192,15 @@ def declares_derivation(volume: ImageVolume) -> bool:
 def with_resampling(detection: Detection, trace: Detection, declared: bool = False) -> Detection:
     """``detection`` with the interpolation-trace check's answer (CT only, see the module doc).
 
-    A trace at or above the check's ``authentic_below`` raises the score to
-    ``1 - (1 - pixel) * (1 - min(trace, 0.5))``: a clear trace puts the series at 0.5 or more
-    (``manipulated``) while keeping the pixel models' order among re-gridded series; a weak one
-    nudges it. Regions where a re-gridded series lacks the trace (``local`` findings of the
-    check) lead the findings, since they show where pixels were put back; the check's ``global``
-    finding goes last. When the header declares the pixels derived (``declared``), a trace is
-    reported (finding, note) but changes neither score nor verdict beyond ``inconclusive``.
+    A trace at or above the check's ``authentic_below`` raises the score by a noisy-OR of the two
+    probabilities, ``1 - (1 - pixel) * (1 - TRACE_WEIGHT * trace)``: a clear trace puts the
+    series above 0.5 (``manipulated``), and near 0.98 above the authentic series' pixel scores,
+    while keeping the pixel models' order among re-gridded series (the weight keeps a 0.02
+    span for it); a weak one nudges it. Regions where a re-gridded series lacks the trace
+    (``local`` findings of the check) lead the findings, since they show where pixels were put
+    back; the check's ``global`` finding goes last. When the header declares the pixels
+    derived (``declared``), a trace is reported (finding, note) but changes neither score nor
+    verdict beyond ``inconclusive``.
     """
     if trace.verdict == "inconclusive" and not trace.findings and trace.score == 0.5:
         return detection  # not assessed (too small): nothing to add
@@ -214,7 +219,7 @@ def with_resampling(detection: Detection, trace: Detection, declared: bool = Fal
         )
         return detection
     pixel = detection.score
-    detection.score = 1.0 - (1.0 - pixel) * (1.0 - min(trace.score, 0.5))
+    detection.score = 1.0 - (1.0 - pixel) * (1.0 - TRACE_WEIGHT * trace.score)
     holes = [f for f in trace.findings if f.kind == "local"]
     rest = [f for f in trace.findings if f.kind != "local"]
     # a hole in the trace is direct evidence of where pixels were put back: it leads

@@ -25,6 +25,7 @@ _BUILTIN_MODULES = (
     "medforensics.tamper.launder",
     "medforensics.tamper.synthetic",
     "medforensics.tamper.cubegan",
+    "medforensics.tamper.ctgan_pipeline",
 )
 
 

@@ -63,14 +63,38 @@ def touch_up_injection(
     injected nodule), and lung and the cube's rim go back to the original pixels. Returns a copy.
     """
     out = regridded.copy()
-    box = tuple(
-        slice(max(0, c - size // 2), min(n, c - size // 2 + size))
-        for c, n in zip(centre, original.shape, strict=True)
-    )
-    bump = touch_up_weights(size)
-    lo_r, lo_c = centre[1] - size // 2, centre[2] - size // 2
-    bump = bump[box[1].start - lo_r : box[1].stop - lo_r, box[2].start - lo_c : box[2].stop - lo_c]
+    box, bump = _cube(original.shape, centre, size, extent=3.0)
     mal, ben = regridded[box].astype(np.float64), original[box].astype(np.float64)
     weight = 1.0 / (1.0 + np.exp(-(mal + 700.0) / 70.0)) * bump[None]
     out[box] = np.maximum(mal * weight + ben * (1.0 - weight), ben).astype(out.dtype)
     return out
+
+
+def touch_up_removal(
+    original: np.ndarray, regridded: np.ndarray, centre: tuple[int, int, int], size: int = 64
+) -> np.ndarray:
+    """``regridded`` with CT-GAN's removal touch-up around ``centre`` (its added noise left out).
+
+    CT-GAN blends ``w·regridded + (1 − w)·original`` over a ``size``-voxel cube with a nearly flat
+    bump ``w`` (``touch_up_weights(size, 0.1)``): the centre stays re-gridded (the filled-in
+    tissue), the rim goes back to the original pixels. Returns a copy.
+    """
+    out = regridded.copy()
+    box, bump = _cube(original.shape, centre, size, extent=0.1)
+    mal, ben = regridded[box].astype(np.float64), original[box].astype(np.float64)
+    out[box] = (mal * bump[None] + ben * (1.0 - bump[None])).astype(out.dtype)
+    return out
+
+
+def _cube(
+    shape: tuple[int, ...], centre: tuple[int, int, int], size: int, extent: float
+) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The ``size``-voxel cube around ``centre`` clipped to ``shape``, and its in-plane bump."""
+    box = tuple(
+        slice(max(0, c - size // 2), min(n, c - size // 2 + size))
+        for c, n in zip(centre, shape, strict=True)
+    )
+    bump = touch_up_weights(size, extent)
+    lo_r, lo_c = centre[1] - size // 2, centre[2] - size // 2
+    bump = bump[box[1].start - lo_r : box[1].stop - lo_r, box[2].start - lo_c : box[2].stop - lo_c]
+    return box, bump
