@@ -19,6 +19,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import BasicTextSRStorage, ExplicitVRLittleEndian, generate_uid
 
 from medforensics.io import ImageVolume, LoadError, load_paths
+from medforensics.io.loader import Skipped
 from medforensics.scan import ScanResult, scan_paths
 from tests.conftest import write_series
 
@@ -294,6 +295,19 @@ def test_text_file_inside_a_folder_is_skipped_not_fatal(tmp_path: Path) -> None:
     volumes = [item for item in items if isinstance(item, ImageVolume)]
     assert len(volumes) == 1 and volumes[0].shape[0] == 3
     assert not [item for item in items if isinstance(item, LoadError)]
+
+
+def test_numpy_archive_beside_a_series_is_skipped_not_a_zip_error(tmp_path: Path) -> None:
+    """``medforensics tamper`` writes ``mask.npz`` beside the series: scanning that folder works."""
+    written = write_series(tmp_path / "with-mask", n_slices=3, seed=17)
+    np.savez_compressed(written.folder / "mask.npz", mask=np.zeros((3, 256, 256), dtype=bool))
+
+    items = list(load_paths([written.folder]))
+
+    assert not [item for item in items if isinstance(item, LoadError)], items
+    assert len([item for item in items if isinstance(item, ImageVolume)]) == 1
+    (skipped,) = [item for item in items if isinstance(item, Skipped)]
+    assert "mask.npz" in skipped.path and "NumPy" in skipped.reason
 
 
 def test_bad_slice_inside_a_series_names_that_file(tmp_path: Path) -> None:

@@ -106,6 +106,10 @@ def _load_folder(
             if fmt == "unknown":
                 yield Skipped(input_label, where, "not an image format this tool reads")
                 continue
+            if fmt == "zip" and path.suffix.lower() == ".npz":
+                # a zip by its bytes, but NumPy's array archive (``tamper`` writes its masks so)
+                yield Skipped(input_label, where, "a NumPy array archive (.npz), not an image")
+                continue
             if fmt == "zip":
                 # results keep the folder the user gave as input; messages say which zip
                 yield from load_zip(path, input_label, options, archive_label=where)
