@@ -251,3 +251,19 @@ def test_declared_derivation_is_reported_not_scored(regridded: ImageVolume) -> N
     assert combined.score == 0.1
     assert combined.verdict == "inconclusive"
     assert any(f.kind == "global" for f in combined.findings)
+
+
+def test_hole_finding_sits_in_the_middle_of_its_slices() -> None:
+    """CT-GAN's touch-up cube is centred on the edit: the hole's middle slice is reported."""
+    from medforensics.detect.resampling_map import TraceMap, _finding
+
+    region = np.zeros((12, 8, 8), dtype=bool)
+    region[3:10, 2:5, 2:5] = True
+    region[3, 2:5, 2:8] = True  # the largest slice is not the middle one
+    tmap = TraceMap(
+        coherence=np.full(region.shape, 0.05), expected=np.full(region.shape, 0.3), sigma=0.03
+    )
+    finding = _finding(region, tmap, series_score=1.0)
+    assert finding.slice == 6
+    assert (finding.row, finding.col) == (28, 28)
+    assert finding.score == pytest.approx(0.8333, abs=1e-3)
