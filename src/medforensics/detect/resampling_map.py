@@ -175,7 +175,7 @@ def _finding(region: np.ndarray, tmap: TraceMap, series_score: float) -> Finding
     # CT-GAN's touch-up cube is centred on its edit: the middle of the hole's slices is the
     # best guess of the edit's slice (exact unless the cube ran off an end of the series)
     spanned = np.flatnonzero(per_slice)
-    z = int(round((spanned[0] + spanned[-1]) / 2))
+    z = (int(spanned[0]) + int(spanned[-1])) // 2
     if not per_slice[z]:
         z = int(np.argmax(per_slice))
     cells = np.argwhere(region[z])
