@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,9 @@ def render_gallery(
 
 def _describe(result: TamperResult) -> str:
     p = result.truth.params
+    if "inner" in p:  # CT-GAN's pipeline around one of our edits
+        inner = replace(result.truth, attack=p["inner"], params=p["inner_params"])
+        return f"{_describe(replace(result, truth=inner))}, 1 mm round trip + touch-up"
     if result.truth.attack == "inject":
         return f"{p['nodule_type']} {p['diameter_mm']:.0f}mm"
     if result.truth.attack in ("inpaint", "remove"):
