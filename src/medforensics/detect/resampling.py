@@ -36,7 +36,7 @@ the score; it does not replace the pixel models.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -89,6 +89,8 @@ class Trace:
     slices: int  # slices measured
     expected: float | None  # where a 1 mm round trip (CT-GAN) would put it, if spacing is known
     block_grid: bool = False  # a codec's grid (JPEG blocks, JPEG 2000 levels) was looked past
+    #: the per-position sums it was measured from (``resampling_map`` reuses them)
+    sums: AxisSums | None = field(default=None, repr=False, compare=False)
 
 
 def expected_frequency(spacing_mm: float, grid_mm: float = 1.0) -> float | None:
@@ -143,16 +145,6 @@ def axis_sums(pixels: np.ndarray, modality: str) -> AxisSums:
     return AxisSums(col_sum, col_count, row_sum, row_count, len(picks))
 
 
-def _profiles(pixels: np.ndarray, modality: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """Per-column and per-row mean |second difference| over measured pixels, summed slices."""
-    sums = axis_sums(pixels, modality)
-    return (
-        _mean_profile(sums.cols, sums.col_count),
-        _mean_profile(sums.rows, sums.row_count),
-        sums.slices,
-    )
-
-
 def _mean_profile(total: np.ndarray, count: np.ndarray) -> np.ndarray:
     """Mean where enough pixels were measured, trimmed to that span (may be empty)."""
     ok = count >= MIN_PIXELS
@@ -188,7 +180,9 @@ def interpolation_trace(volume: ImageVolume) -> Trace | None:
     pixels = volume.pixels
     if pixels.ndim != 3 or min(pixels.shape[1:]) < MIN_SIZE:
         return None
-    along_cols, along_rows, used = _profiles(pixels, volume.modality)
+    sums = axis_sums(pixels, volume.modality)
+    along_cols = _mean_profile(sums.cols, sums.col_count)
+    along_rows = _mean_profile(sums.rows, sums.row_count)
     if min(len(along_cols), len(along_rows)) < MIN_SIZE:
         return None
     n_fft = 2 ** math.ceil(math.log2(max(len(along_cols), len(along_rows))))
@@ -209,9 +203,10 @@ def interpolation_trace(volume: ImageVolume) -> Trace | None:
     return Trace(
         strength=float(joint[peak]),
         frequency=float(freqs[peak]),
-        slices=used,
+        slices=sums.slices,
         expected=expected,
         block_grid=blocks,
+        sums=sums,
     )
 
 

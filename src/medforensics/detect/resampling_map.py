@@ -95,7 +95,7 @@ def _tissue(image: np.ndarray, modality: str) -> np.ndarray:
 
 def trace_map(pixels: np.ndarray, modality: str, trace: Trace) -> TraceMap:
     """Per-cell coherence with the series trace, and what each cell should show."""
-    sums: AxisSums = axis_sums(pixels, modality)
+    sums: AxisSums = trace.sums if trace.sums is not None else axis_sums(pixels, modality)
     f_cols, phase_cols = _reference(sums.cols, sums.col_count, trace.frequency)
     f_rows, phase_rows = _reference(sums.rows, sums.row_count, trace.frequency)
     n, rows, cols = pixels.shape
@@ -106,7 +106,7 @@ def trace_map(pixels: np.ndarray, modality: str, trace: Trace) -> TraceMap:
     num = np.zeros((n, gr, gc), np.float32)
     den = np.zeros((n, gr, gc), np.float32)
     fractions = np.zeros((n_classes, n, gr, gc), np.float32)
-    centre = slice(CELL // 2, gr * CELL, CELL), slice(CELL // 2, gc * CELL, CELL)
+    span = BOX // CELL  # windows are summed from whole cells: BOX pixels = span cells
     for z in range(n):
         image = np.asarray(pixels[z], dtype=np.float32)
         tissue = _tissue(image, modality)
@@ -118,10 +118,11 @@ def trace_map(pixels: np.ndarray, modality: str, trace: Trace) -> TraceMap:
         d_cols *= keep
         d_rows *= keep
         projected = d_cols * ref_cols[None, :] + d_rows * ref_rows[:, None]
-        num[z] = ndimage.uniform_filter(projected, BOX)[centre]
-        den[z] = ndimage.uniform_filter(d_cols + d_rows, BOX)[centre]
+        num[z] = _window_means(_cell_sums(projected, gr, gc), span)
+        den[z] = _window_means(_cell_sums(d_cols + d_rows, gr, gc), span)
         for k in range(n_classes):
-            fractions[k, z] = ndimage.uniform_filter((tissue == k).astype(np.float32), BOX)[centre]
+            inside = _cell_sums((tissue == k).astype(np.float32), gr, gc)
+            fractions[k, z] = _window_means(inside, span) / (CELL * CELL)
     if Z_HALF and n > 1:
         num = ndimage.uniform_filter1d(num, 2 * Z_HALF + 1, axis=0, mode="nearest")
         den = ndimage.uniform_filter1d(den, 2 * Z_HALF + 1, axis=0, mode="nearest")
@@ -145,6 +146,16 @@ def trace_map(pixels: np.ndarray, modality: str, trace: Trace) -> TraceMap:
         float(1.4826 * np.median(np.abs(residual - np.median(residual)))) if residual.size else 1.0
     )
     return TraceMap(coherence=coherence, expected=expected, sigma=max(sigma, 1e-6))
+
+
+def _cell_sums(image: np.ndarray, gr: int, gc: int) -> np.ndarray:
+    """Sums over ``CELL``×``CELL`` cells (a reshape: far cheaper than a full-resolution filter)."""
+    return image[: gr * CELL, : gc * CELL].reshape(gr, CELL, gc, CELL).sum(axis=(1, 3))
+
+
+def _window_means(cells: np.ndarray, span: int) -> np.ndarray:
+    """Mean over ``span``×``span`` cells around each cell (a ``span·CELL``-pixel window)."""
+    return ndimage.uniform_filter(cells, span, mode="nearest").astype(np.float32)
 
 
 def missing_trace(
