@@ -138,10 +138,10 @@ def test_demo_writes_samples_and_a_report(tmp_path: Path) -> None:
 
     assert result.exit_code == 0, result.stdout
     report = json.loads((out / "report.json").read_text())
-    assert len(report["results"]) == 4
+    assert len(report["results"]) == 5
     assert all(r["error"] is None for r in report["results"])
     reports = out / "reports"
-    assert len(list(reports.glob("*.pdf"))) == 4 and len(list(reports.glob("*.html"))) == 4
+    assert len(list(reports.glob("*.pdf"))) == 5 and len(list(reports.glob("*.html"))) == 5
     assert all((reports / f"{Path(p).stem}.json").exists() for p in reports.glob("*.pdf"))
     assert list(reports.glob("*-dicom/*sr.dcm")), "the DICOM samples get a DICOM SR"
 
