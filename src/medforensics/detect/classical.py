@@ -169,17 +169,13 @@ class ClassicalModel:
     # --- persistence ------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        def as_list(values: np.ndarray) -> Any:
-            # full precision: JSON keeps Python floats exactly, so a reloaded model scores the same
-            return np.asarray(values, dtype=np.float64).tolist()
-
         return {
             "format": MODEL_FORMAT,
             "features_version": FEATURES_VERSION,
             "feature_names": list(self.feature_names),
             "grid": asdict(self.grid),
-            "scaler": {"mean": as_list(self.mean), "scale": as_list(self.scale)},
-            "layers": [{"weights": as_list(w), "bias": as_list(b)} for w, b in self.layers],
+            "scaler": {"mean": json_floats(self.mean), "scale": json_floats(self.scale)},
+            "layers": [{"weights": json_floats(w), "bias": json_floats(b)} for w, b in self.layers],
             "statistic": {
                 "top_k": self.top_k,
                 "tail_scale": self.tail_scale,
@@ -269,6 +265,12 @@ def tile_training_set(
     scale = x.std(axis=0).astype(np.float64)
     scale[scale < 1e-6] = 1.0
     return items, x, y, mean, scale
+
+
+def json_floats(values: np.ndarray) -> Any:
+    """``values`` as nested lists of float64: JSON keeps them exactly, so a reloaded model
+    scores the same."""
+    return np.asarray(values, dtype=np.float64).tolist()
 
 
 def write_model_json(payload: dict[str, Any], path: str | Path) -> Path:

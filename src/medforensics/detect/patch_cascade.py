@@ -45,6 +45,7 @@ from medforensics.detect.classical import (
     ClassicalModel,
     ModelFileError,
     cell_map,
+    json_floats,
     layers_from_json,
     read_model_json,
     write_model_json,
@@ -223,14 +224,14 @@ class HeatmapClassifier:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "scaler": {"mean": _as_list(self.mean), "scale": _as_list(self.scale)},
-            "pca": {"mean": _as_list(self.pca_mean), "components": _as_list(self.components)},
+            "scaler": {"mean": json_floats(self.mean), "scale": json_floats(self.scale)},
+            "pca": {"mean": json_floats(self.pca_mean), "components": json_floats(self.components)},
             "svm": {
                 "kernel": self.kernel,
                 "intercept": float(self.intercept),
-                "coef": _as_list(self.coef),
-                "support_vectors": _as_list(self.support_vectors),
-                "dual_coef": _as_list(self.dual_coef),
+                "coef": json_floats(self.coef),
+                "support_vectors": json_floats(self.support_vectors),
+                "dual_coef": json_floats(self.dual_coef),
                 "gamma": float(self.gamma),
             },
         }
@@ -251,11 +252,6 @@ class HeatmapClassifier:
             dual_coef=np.asarray(svm["dual_coef"], dtype=np.float64),
             gamma=float(svm["gamma"]),
         )
-
-
-def _as_list(values: np.ndarray) -> Any:
-    # full precision: JSON keeps Python floats exactly, so a reloaded model scores the same
-    return np.asarray(values, dtype=np.float64).tolist()
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -311,11 +307,12 @@ class PatchCascadeModel:
             "grid": asdict(self.grid),
             "patches": {
                 "scaler": {
-                    "mean": _as_list(self.patches.mean),
-                    "scale": _as_list(self.patches.scale),
+                    "mean": json_floats(self.patches.mean),
+                    "scale": json_floats(self.patches.scale),
                 },
                 "layers": [
-                    {"weights": _as_list(w), "bias": _as_list(b)} for w, b in self.patches.layers
+                    {"weights": json_floats(w), "bias": json_floats(b)}
+                    for w, b in self.patches.layers
                 ],
             },
             "heatmap": self.heatmap.to_dict(),
