@@ -101,6 +101,25 @@ def test_copied_block_is_found_and_authentic_texture_is_not() -> None:
     assert values[0, 4, 2] > 0  # tile rows 64..96, cols 32..64 holds the copy
 
 
+def test_repeats_by_chance_are_no_copy_evidence() -> None:
+    # noise smoothed below a coarse value grid (heavy lossy compression, an 8-bit export):
+    # residual patterns repeat all over the image, so a real copy cannot be told from chance
+    pixels = _phantom(1, seed=7)
+    smooth = np.rint(ndimage.gaussian_filter(pixels, (0, 4, 4)) / 8) * 8
+    copied = smooth.copy()
+    copied[0, 70:90, 30:50] = smooth[0, 40:60, 30:50][:, ::-1] + 7
+    table = copy_move.KeypointTable.of([slice_measurements(copied[0], "CT", TileGrid())])
+    repeated = sum(len(found) for found in table.duplicated())
+    assert repeated >= 4
+    assert table.chance_repeats(repeated) > copy_move.CHANCE_REPEATS
+    values = volume_features(copied, "CT").values[..., _column("duplicated_keypoints")]
+    assert not values.any()
+    # the same copy in an image with its noise is counted (test above), and nothing repeats
+    # by chance there
+    noisy = copy_move.KeypointTable.of([slice_measurements(pixels[0], "CT", TileGrid())])
+    assert noisy.chance_repeats(0) == 0.0
+
+
 def test_copy_across_slices_is_found() -> None:
     pixels = _phantom(3, seed=8)
     copied = pixels.copy()

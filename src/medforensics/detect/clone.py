@@ -44,7 +44,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from medforensics.detect.base import Detector
-from medforensics.detect.copy_move import KeypointTable, SliceKeypoints
+from medforensics.detect.copy_move import CHANCE_REPEATS, KeypointTable, SliceKeypoints
 from medforensics.detect.features import slice_keypoints
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
@@ -61,9 +61,6 @@ MIN_SIDE = 32
 #: two votes for one displacement confirm a copy when their keypoints are this close: matches of
 #: one copied region, not chance coincidences scattered over the image
 COHERENT_PX = 32
-#: a copy is only ``inconclusive`` when more than this share of the keypoints outside it repeat
-#: somewhere (in images with noise, none do; where noise fell below the value grid, 12 to 50 %)
-CHANCE_REPEATS = 0.05
 #: keypoints of one slice closer than this are side by side: tied maxima of one place, not two
 #: pieces of evidence
 _APART = 2
@@ -115,7 +112,7 @@ class CopyMoveDetector(Detector):
         per_slice = coherent(measured, table.duplicated())
         count = int(sum(len(found) for found in per_slice))
         score = self.score_of(count)
-        chance = chance_repeats(measured, count) if count else 0.0
+        chance = table.chance_repeats(count) if count else 0.0
         if chance > CHANCE_REPEATS:
             score = min(score, 0.5)
         findings = []
@@ -217,21 +214,6 @@ def coherent(measured: Sequence[SliceKeypoints], found: list[np.ndarray]) -> lis
     return [flat[hit & (z == k)] for k in range(len(found))]
 
 
-def chance_repeats(measured: Sequence[SliceKeypoints], copied: int) -> float:
-    """Share of the keypoints, the ``copied`` ones left out, whose pattern repeats somewhere.
-
-    Acquired noise makes every keypoint's pattern unique; when the noise is finer than the
-    value grid, the residual is drawn by the anatomy and its quantisation, and repeats abound.
-    """
-    hashes = np.sort(np.concatenate([np.asarray(m.hashes) for m in measured]))
-    if hashes.size == 0:
-        return 0.0
-    shared = np.zeros(hashes.size, dtype=bool)
-    shared[1:] = hashes[1:] == hashes[:-1]
-    shared[:-1] |= shared[1:]
-    return max(int(shared.sum()) - copied, 0) / max(hashes.size - copied, 1)
-
-
 def _clusters(z: int, rows: np.ndarray, cols: np.ndarray, score: float) -> list[Finding]:
     """One finding per group of duplicated keypoints (source and copy come out separately)."""
     from scipy.cluster.hierarchy import fcluster, linkage
@@ -271,6 +253,5 @@ __all__ = [
     "CONFIRMED",
     "CONFIRMED_SCORE",
     "CopyMoveDetector",
-    "chance_repeats",
     "coherent",
 ]

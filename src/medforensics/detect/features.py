@@ -45,6 +45,7 @@ import numpy as np
 import scipy.fft
 
 from medforensics.detect.copy_move import (
+    CHANCE_REPEATS,
     MIN_MATCHES,
     KeypointTable,
     duplicated_keypoints,
@@ -576,13 +577,18 @@ def volume_features(
         raise ValueError(f"chunk_slices must be at least 1, got {chunk_slices}")
     n_slices = pixels.shape[0]
     raw, keypoints = measure_volume(pixels, modality, grid, workers, chunk_slices)
+    duplicated = keypoints.duplicated()
+    if keypoints.chance_repeats(sum(len(found) for found in duplicated)) > CHANCE_REPEATS:
+        # noise below the value grid (heavy lossy compression, an 8-bit export): patterns
+        # repeat by chance all over the image, so a repeat is no evidence of a copy
+        duplicated = [found[:0] for found in duplicated]
     copied = np.stack(
         [
             _keypoint_counts(rows_cols(found, keypoints.width), grid, pixels.shape[1:])
-            for found in keypoints.duplicated()
+            for found in duplicated
         ]
     )
-    del keypoints
+    del keypoints, duplicated
     n_base = len(BASE_NAMES)
     base = raw[..., :n_base]
     valid = np.isfinite(raw).all(axis=-1)

@@ -43,6 +43,7 @@ import numpy as np
 from scipy import ndimage
 
 from medforensics.detect.base import Detector
+from medforensics.detect.compression import LOSSY_SYNTAXES
 from medforensics.detect.masks import foreground_mask
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
@@ -105,17 +106,6 @@ _TOOLKITS = re.compile(
     r"orthanc|mevislab|\bxnat\b",
     re.IGNORECASE,
 )
-_LOSSY_SYNTAXES = {
-    "1.2.840.10008.1.2.4.50",
-    "1.2.840.10008.1.2.4.51",
-    "1.2.840.10008.1.2.4.81",
-    "1.2.840.10008.1.2.4.91",
-    "1.2.840.10008.1.2.4.93",
-    "1.2.840.10008.1.2.4.100",
-    "1.2.840.10008.1.2.4.101",
-    "1.2.840.10008.1.2.4.102",
-    "1.2.840.10008.1.2.4.103",
-}
 _CROSS_SECTIONAL = ("CT", "MR", "PT")
 _NATIVE_SYNTAXES = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
 
@@ -546,7 +536,7 @@ def _lossy(volume: ImageVolume, headers: list[FileHeader]) -> bool:
     """Lossy compression now (transfer syntax) or earlier (LossyImageCompression = 01)."""
     syntaxes = {h.transfer_syntax for h in headers} | set(volume.transfer_syntax)
     flagged = any(h.values.get("LossyImageCompression", "").strip() == "01" for h in headers)
-    return flagged or bool(syntaxes & _LOSSY_SYNTAXES)
+    return flagged or bool(syntaxes & LOSSY_SYNTAXES)
 
 
 def check_provenance(volume: ImageVolume, headers: list[FileHeader]) -> list[Finding]:

@@ -271,11 +271,15 @@ class ResamplingDetector(Detector):
         self.locate = locate
 
     def detect(self, volume: ImageVolume) -> Detection:
+        return self.detect_trace(volume)[0]
+
+    def detect_trace(self, volume: ImageVolume) -> tuple[Detection, Trace | None]:
+        """The detection and the trace it came from (``None`` when none could be measured)."""
         trace = interpolation_trace(volume)
         if trace is None:
             return Detection.not_assessed(
                 self.name, "too small or too little signal to measure an interpolation trace"
-            )
+            ), None
         score = probability(trace.strength)
         verdict = OPERATING_POINT.verdict(score)
         findings: list[Finding] = []
@@ -306,7 +310,7 @@ class ResamplingDetector(Detector):
                     detail=describe_trace(trace),
                 )
             )
-        return Detection(
+        detection = Detection(
             detector=self.name,
             score=score,
             verdict=verdict,
@@ -315,6 +319,7 @@ class ResamplingDetector(Detector):
             map_stride=CELL if anomaly_map is not None else 1,
             notes=notes,
         )
+        return detection, trace
 
     def describe(self) -> dict[str, object]:
         return {
