@@ -23,6 +23,12 @@ clear trace makes the verdict ``manipulated`` and lifts the score (a noisy-OR wi
 probability, which keeps the pixel models' order), with a ``global`` finding after the pixel
 findings; a weak one makes an ``authentic`` verdict ``inconclusive``.
 
+On CT whose pixels were lossy-compressed (``compression``: declared in the header, JPEG 2000's
+wavelet grid or JPEG's block grid in the pixels), a texture ``manipulated`` becomes
+``inconclusive`` with the score at most 0.5: compression alone makes authentic CT look locally
+inconsistent to the texture models (``with_compression``). The interpolation trace and the
+signature, which survive compression, are applied after it.
+
 DICOM inputs also go through the ``metadata`` consistency checks. Their findings are added to
 the result; they never lower a verdict, and a strong one (score ≥ 0.5) turns an ``authentic``
 verdict into ``inconclusive`` with a note, because a header inconsistency is a reason for a person
