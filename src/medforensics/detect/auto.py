@@ -23,6 +23,10 @@ clear trace makes the verdict ``manipulated`` and lifts the score (a noisy-OR wi
 probability, which keeps the pixel models' order), with a ``global`` finding after the pixel
 findings; a weak one makes an ``authentic`` verdict ``inconclusive``.
 
+CT inputs are also checked for tissue without acquisition noise (``noise_hole``: a flat fill,
+a lesion blurred away, classical in-painting), which no scanner writes. Like the trace, it only
+adds evidence: a clear hole makes the verdict ``manipulated`` and its findings lead.
+
 On CT whose pixels were lossy-compressed (``compression``: declared in the header, JPEG 2000's
 wavelet grid or JPEG's block grid in the pixels), a texture ``manipulated`` becomes
 ``inconclusive`` with the score at most 0.5: compression alone makes authentic CT look locally
@@ -43,7 +47,8 @@ unsigned files change nothing but the notes: the pixels are still judged by the 
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -75,6 +80,8 @@ RESAMPLING_MODALITIES = ("CT",)
 COMPRESSION_MODALITIES = ("CT",)
 #: the score given at most to a lossy-compressed image on texture evidence alone
 LOSSY_SCORE_CAP = 0.5
+#: modalities checked for noise-free tissue (``noise_hole``): CT, whose noise is everywhere
+NOISE_HOLE_MODALITIES = ("CT",)
 #: a clear trace's share in the noisy-OR with the pixel score (below 1, so that the pixel models
 #: still order re-gridded series, over the top 0.02 of the scale)
 TRACE_WEIGHT = 0.98
@@ -93,9 +100,11 @@ class AutoDetector(Detector):
         metadata: bool = True,
         signature: bool = True,
         resampling: bool = True,
+        noise_hole: bool = True,
     ) -> None:
         self.routes = {**ROUTES, **(routes or {})}
         self.use_resampling = resampling
+        self.use_noise_hole = noise_hole
         self.use_metadata = metadata
         self.use_signature = signature
         self._cache: dict[str, Detector] = {}
@@ -136,14 +145,17 @@ class AutoDetector(Detector):
 
     def detect(self, volume: ImageVolume) -> Detection:
         chosen, notes = self.route(volume)
+        holes: Future[Detection] | None = None
+        if self.use_noise_hole and volume.modality in NOISE_HOLE_MODALITIES:
+            hole_checker = self._get("noise-hole")
+            if hole_checker is not None:  # beside the pixel models: numpy releases the GIL
+                holes = self._submit(hole_checker.detect, volume)
         if len(chosen) == 1:
             detection = chosen[0].detect(volume)
         else:
             # side by side: torch and numpy release the GIL in their kernels, so two detectors
             # share two cores better than they take turns (measured: 28 -> 39 slices/s)
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auto")
-            futures = [self._pool.submit(d.detect, volume) for d in chosen]
+            futures = [self._submit(d.detect, volume) for d in chosen]
             detection = combine([f.result() for f in futures])
         detection.notes = notes + detection.notes
         traced: tuple[Detection, Trace | None] | None = None
@@ -151,6 +163,8 @@ class AutoDetector(Detector):
             checker = self._get("resampling")
             if isinstance(checker, ResamplingDetector):
                 traced = checker.detect_trace(volume)
+        if holes is not None:
+            detection = with_noise_hole(detection, holes.result())
         if volume.modality in COMPRESSION_MODALITIES:
             block_grid = traced is not None and traced[1] is not None and traced[1].block_grid
             detection = with_compression(detection, assess(volume, block_grid=block_grid))
@@ -174,11 +188,20 @@ class AutoDetector(Detector):
                 detection = with_signature(detection, checker.detect(volume))
         return detection
 
+    def _submit(
+        self, fn: Callable[[ImageVolume], Detection], volume: ImageVolume
+    ) -> Future[Detection]:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="auto")
+        return self._pool.submit(fn, volume)
+
     def describe(self) -> dict[str, Any]:
         # each model once (radiograph modalities share one route), keyed by name
         names = dict.fromkeys(n for route in self.routes.values() for n in route)
         if self.use_resampling:
             names["resampling"] = None
+        if self.use_noise_hole:
+            names["noise-hole"] = None
         models = {n: d.describe() for n, d in ((n, self._get(n)) for n in names) if d is not None}
         return {"name": self.name, "routes": dict(self.routes), "models": models}
 
@@ -220,6 +243,39 @@ def with_compression(detection: Detection, compression: Compression) -> Detectio
     else:
         note = f"lossy compression: {reasons}; fine traces of an edit may be gone with the noise"
     detection.notes = [*detection.notes, note]
+    return detection
+
+
+def with_noise_hole(detection: Detection, holes: Detection) -> Detection:
+    """``detection`` with the noise-free-tissue check's answer (CT, see ``noise_hole``).
+
+    The check only adds evidence: a slice it could not measure changes nothing but the notes. A
+    hole at or above its ``authentic_below`` raises the score by a noisy-OR,
+    ``1 - (1 - pixel) * (1 - hole)``, and its findings lead (each is a located region of
+    painted pixels); a clear one makes the verdict ``manipulated``, a weak one turns
+    ``authentic`` into ``inconclusive``.
+    """
+    from medforensics.detect.noise_hole import OPERATING_POINT
+
+    detection.notes = [*detection.notes, *(f"noise-hole: {note}" for note in holes.notes)]
+    if holes.score == 0.5 and holes.verdict == "inconclusive" and not holes.findings:
+        return detection  # not assessed
+    if holes.score < OPERATING_POINT.authentic_below:
+        return detection
+    pixel = detection.score
+    detection.score = 1.0 - (1.0 - pixel) * (1.0 - holes.score)
+    detection.findings = list(holes.findings) + detection.findings
+    if holes.verdict == "manipulated":
+        detection.verdict = "manipulated"
+        detection.notes.append(
+            f"pixel models: {pixel:.3f}; a region of tissue carries no acquisition noise (see "
+            "the first finding), which no scanner writes"
+        )
+    elif detection.verdict == "authentic":
+        detection.verdict = "inconclusive"
+        detection.notes.append(
+            "a small region of tissue with little acquisition noise: a person should look at it"
+        )
     return detection
 
 

@@ -30,6 +30,7 @@ _BUILTINS = {
     "densenet121-slice": "medforensics.detect.global_net",
     "patch-cascade": "medforensics.detect.patch_cascade",
     "resampling": "medforensics.detect.resampling",
+    "noise-hole": "medforensics.detect.noise_hole",
 }
 
 

@@ -1,0 +1,132 @@
+"""The ``noise-hole`` check: CT tissue without acquisition noise, alone and inside ``auto``."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from medforensics.detect import create_detector
+from medforensics.detect.auto import with_noise_hole
+from medforensics.detect.noise_hole import (
+    AUTHENTIC_MAX_PX,
+    OPERATING_POINT,
+    NoiseHoleDetector,
+    probability,
+    slice_hole,
+)
+from medforensics.detect.types import Detection
+from medforensics.io.types import ImageVolume
+from medforensics.samples import chest_ct_phantom
+
+SIZE = 256
+
+
+def _volume(pixels: np.ndarray, **attributes: str) -> ImageVolume:
+    return ImageVolume(
+        input="phantom",
+        kind="dicom-series",
+        modality="CT",
+        pixels=pixels.astype(np.float32),
+        spacing=(2.5, 0.7, 0.7),
+        attributes=dict(attributes),
+    )
+
+
+@pytest.fixture(scope="module")
+def acquired() -> np.ndarray:
+    """Integer HU, as read from a DICOM file."""
+    return np.rint(chest_ct_phantom(2, SIZE, np.random.default_rng(21)))
+
+
+def _disk(cy: int, cx: int, r: float) -> np.ndarray:
+    yy, xx = np.ogrid[:SIZE, :SIZE]
+    return np.asarray((yy - cy) ** 2 + (xx - cx) ** 2 <= r * r)
+
+
+def _soft_tissue_site(image: np.ndarray) -> tuple[int, int]:
+    """The point of soft tissue (-200..200 HU) deepest inside it."""
+    tissue = ndimage.binary_opening((image > -200) & (image < 200), iterations=2)
+    depth = ndimage.distance_transform_edt(tissue)
+    r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
+    assert depth[r, c] >= 20, "the phantom should have a patch of soft tissue to paint in"
+    return int(r), int(c)
+
+
+def test_acquired_noise_leaves_no_hole(acquired: np.ndarray) -> None:
+    for z in range(acquired.shape[0]):
+        hole = slice_hole(acquired[z], z)
+        assert hole is not None and hole.radius < AUTHENTIC_MAX_PX
+    detection = NoiseHoleDetector().detect(_volume(acquired))
+    assert detection.verdict == "authentic"
+    assert detection.score < OPERATING_POINT.authentic_below
+
+
+def test_a_flat_fill_is_found_where_it_is(acquired: np.ndarray) -> None:
+    painted = acquired.copy()
+    cy, cx = _soft_tissue_site(acquired[1])
+    disk = _disk(cy, cx, 16)
+    painted[1][disk] = np.median(acquired[1][disk])
+    detection = NoiseHoleDetector().detect(_volume(painted))
+    assert detection.verdict == "manipulated"
+    top = detection.findings[0]
+    assert (top.kind, top.slice) == ("local", 1)
+    assert np.hypot(top.row - cy, top.col - cx) <= 6
+    assert top.radius >= 8
+
+
+def test_a_blurred_lesion_is_found(acquired: np.ndarray) -> None:
+    blurred = acquired.copy()
+    cy, cx = _soft_tissue_site(acquired[0])
+    disk = _disk(cy, cx, 16)
+    blurred[0][disk] = np.rint(ndimage.gaussian_filter(acquired[0], 4.0))[disk]
+    assert NoiseHoleDetector().detect(_volume(blurred)).verdict == "manipulated"
+
+
+def test_flat_padding_at_the_edge_is_not_a_hole(acquired: np.ndarray) -> None:
+    # some writers pad outside the reconstruction circle with a tissue-like value
+    padded = acquired.copy()
+    yy, xx = np.ogrid[:SIZE, :SIZE]
+    outside = (yy - SIZE / 2) ** 2 + (xx - SIZE / 2) ** 2 > (SIZE / 2 - 2) ** 2
+    padded[:, outside] = 0.0
+    detection = NoiseHoleDetector().detect(_volume(padded))
+    assert detection.verdict == "authentic"
+
+
+def test_what_it_does_not_assess(acquired: np.ndarray) -> None:
+    detector = NoiseHoleDetector()
+    mr = dataclasses.replace(_volume(acquired), modality="MR")
+    assert detector.detect(mr).verdict == "inconclusive"
+    lossy = detector.detect(_volume(acquired, LossyImageCompression="01"))
+    assert lossy.verdict == "inconclusive" and not lossy.findings
+    assert "lossy" in lossy.notes[0]
+    # noise at the rounding floor: nothing to measure
+    smooth = np.rint(ndimage.gaussian_filter(acquired, (0, 6, 6)))
+    assert slice_hole(smooth[0]) is None
+
+
+def test_rule_is_monotone_and_anchored() -> None:
+    assert probability(AUTHENTIC_MAX_PX) == pytest.approx(0.01, abs=1e-3)
+    assert probability(0.0) < probability(AUTHENTIC_MAX_PX) < probability(8.0)
+    assert probability(8.0) == pytest.approx(0.5)
+
+
+def test_auto_leads_with_the_hole(acquired: np.ndarray) -> None:
+    painted = acquired.copy()
+    cy, cx = _soft_tissue_site(acquired[1])
+    disk = _disk(cy, cx, 16)
+    painted[1][disk] = np.median(acquired[1][disk])
+    auto = create_detector("auto")
+    result = auto.detect(_volume(painted))
+    assert result.verdict == "manipulated"
+    assert result.findings[0].detail.startswith("tissue without acquisition noise")
+    assert auto.detect(_volume(acquired)).verdict == "authentic"
+
+
+def test_not_assessed_changes_nothing_but_notes() -> None:
+    base = Detection(detector="ct-local+classical", score=0.1, verdict="authentic")
+    out = with_noise_hole(base, Detection.not_assessed("noise-hole", "lossy"))
+    assert (out.verdict, out.score, out.findings) == ("authentic", 0.1, [])
+    assert out.notes == ["noise-hole: lossy"]
