@@ -140,10 +140,10 @@ def wavelet_level(volume: ImageVolume) -> float | None:
     for z in picks.round().astype(int):
         plane = np.asarray(volume.pixels[z], dtype=np.float32)
         tissue = ((plane > CT_TISSUE_HU[0]) & (plane < CT_TISSUE_HU[1])).view(np.uint8)
-        tissue = cv2.erode(
+        eroded = cv2.erode(
             tissue, _CROSS, iterations=4, borderType=cv2.BORDER_CONSTANT, borderValue=0
         )
-        inside = tissue.view(bool)[1::2, 1::2]
+        inside = np.asarray(eroded).view(bool)[1::2, 1::2]
         if not inside.any():
             continue
         # separable and symmetric, so correlation is convolution; OpenCV's reflect-101 border

@@ -153,7 +153,7 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
             np.float32
         )
         share[part] = cv2.resize(small, (wc, hc), interpolation=cv2.INTER_AREA)[part]
-    share = cv2.blur(share, (WINDOW, WINDOW), borderType=cv2.BORDER_REPLICATE)
+    share = np.asarray(cv2.blur(share, (WINDOW, WINDOW), borderType=cv2.BORDER_REPLICATE))
     holes = tissue & (share > HOLE_SHARE)
     if holes.any():
         # a flat region reaching the image's edge is padding outside the reconstruction
