@@ -2,7 +2,7 @@
 
 1. Every slice of every authentic CT at hand (the shared data's Siemens, Philips, GE, LIDC and
    pydicom CTs, and pydicom's own CT test files): the largest noise-free disk per slice. The
-   largest of them all is the rule's ``AUTHENTIC_MAX_PX`` (p = 0.01).
+   largest of them all must stay below the rule's ``CLEAR_BELOW_PX`` (p = 0.01).
 2. Edits on the held-out single slices (GE x 7 patients, LIDC: 43 slices), two per slice, at a
    random point of soft tissue and one of lung parenchyma, 15 px radius unless said: a flat
    fill at the surrounding median, a lesion blurred away (Gaussian, sigma 4 px), OpenCV Telea
@@ -28,7 +28,7 @@ import numpy as np
 
 from medforensics.detect.masks import foreground_mask
 from medforensics.detect.noise_hole import (
-    AUTHENTIC_MAX_PX,
+    CLEAR_BELOW_PX,
     NoiseHoleDetector,
     probability,
 )
@@ -133,7 +133,7 @@ def authentic_radii(data: Path) -> float:
         count = sum(r >= 6 for r in radii)
         print(f"   {label:38s} {slices:6d} {len(radii):8d} {top:5.1f} {count:7d}")
     print(f"   largest over the authentic CT (the lossy 693_J2KI left out): {largest:.1f} px;")
-    print(f"   the rule's AUTHENTIC_MAX_PX is {AUTHENTIC_MAX_PX:g}")
+    print(f"   the rule gives p = 0.01 at CLEAR_BELOW_PX = {CLEAR_BELOW_PX:g} px")
     return largest
 
 

@@ -11,7 +11,7 @@ from scipy import ndimage
 from medforensics.detect import create_detector
 from medforensics.detect.auto import with_noise_hole
 from medforensics.detect.noise_hole import (
-    AUTHENTIC_MAX_PX,
+    CLEAR_BELOW_PX,
     OPERATING_POINT,
     NoiseHoleDetector,
     probability,
@@ -58,7 +58,7 @@ def _soft_tissue_site(image: np.ndarray) -> tuple[int, int]:
 def test_acquired_noise_leaves_no_hole(acquired: np.ndarray) -> None:
     for z in range(acquired.shape[0]):
         hole = slice_hole(acquired[z], z)
-        assert hole is not None and hole.radius < AUTHENTIC_MAX_PX
+        assert hole is not None and hole.radius < CLEAR_BELOW_PX
     detection = NoiseHoleDetector().detect(_volume(acquired))
     assert detection.verdict == "authentic"
     assert detection.score < OPERATING_POINT.authentic_below
@@ -108,8 +108,8 @@ def test_what_it_does_not_assess(acquired: np.ndarray) -> None:
 
 
 def test_rule_is_monotone_and_anchored() -> None:
-    assert probability(AUTHENTIC_MAX_PX) == pytest.approx(0.01, abs=1e-3)
-    assert probability(0.0) < probability(AUTHENTIC_MAX_PX) < probability(8.0)
+    assert probability(CLEAR_BELOW_PX) == pytest.approx(0.01, abs=1e-3)
+    assert probability(0.0) < probability(CLEAR_BELOW_PX) < probability(8.0)
     assert probability(8.0) == pytest.approx(0.5)
 
 
