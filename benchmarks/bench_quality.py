@@ -70,7 +70,7 @@ SPEED_SLICES, SPEED_PASSES = 16, 3
 SHIPPED = ("auto", "ct-local", "classical", "noise-residual")
 #: what the shipped models were fitted on (from their model cards), for the table
 SHIPPED_ON = {
-    "auto": "shipped: ct-local + classical",
+    "auto": "shipped: ct-local + copy-move",
     "ct-local": "shipped: Sie+Phi; op. point refit w/ GE",
     "classical": "shipped: Sie+Phi + 70% of GE patients",
     "noise-residual": "shipped: Platt fit incl. GE",

@@ -59,7 +59,6 @@ def auto(monkeypatch: pytest.MonkeyPatch) -> AutoDetector:
     detector = AutoDetector()
     stubs = {
         "ct-local": _Fixed("ct-local", 0.2, "authentic"),
-        "classical": _Fixed("classical", 0.1, "authentic"),
         "noise-residual": _Fixed("noise-residual", 0.3, "authentic"),
         "xr-local": _Fixed("xr-local", 0.4, "authentic"),
         "mr-local": _Fixed("mr-local", 0.1, "authentic"),
@@ -75,7 +74,7 @@ def auto(monkeypatch: pytest.MonkeyPatch) -> AutoDetector:
 def test_each_modality_goes_to_its_models_and_others_to_the_fallback(
     auto: AutoDetector,
 ) -> None:
-    assert auto.detect(_volume("CT")).detector == "ct-local+classical"
+    assert auto.detect(_volume("CT")).detector == "ct-local+copy-move"
     mr = auto.detect(_volume("MR"))
     assert mr.detector == "noise-residual+copy-move+synthetic-2d"
     assert mr.verdict == "manipulated" and mr.score == 0.7  # the more suspicious answer wins

@@ -109,7 +109,7 @@ class _Pixels(Detector):
 @pytest.fixture
 def auto(monkeypatch: pytest.MonkeyPatch) -> AutoDetector:
     detector = AutoDetector(metadata=False)
-    stubs = {"ct-local": _Pixels(), "classical": _Pixels(), "signature": SignatureDetector()}
+    stubs = {"ct-local": _Pixels(), "copy-move": _Pixels(), "signature": SignatureDetector()}
     monkeypatch.setattr(detector, "_get", lambda name: stubs.get(name))
     return detector
 

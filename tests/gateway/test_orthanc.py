@@ -8,8 +8,10 @@ flags the simulator's copy-move (its exact-repeat cue); see test_pipeline.py for
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,12 +49,25 @@ def orthanc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Orthanc]:
     server.stop()
 
 
+def dcmtk(tool: str) -> str | None:
+    """DCMTK's ``tool`` on PATH, skipping the virtual environment: pynetdicom installs
+    console scripts of the same names (``storescu``...) with other options, and an activated
+    environment puts them first."""
+    venv = Path(sys.prefix).resolve()
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        found = shutil.which(tool, path=folder) if folder else None
+        if found and not Path(found).resolve().is_relative_to(venv):
+            return found
+    return None
+
+
 def storescu(port: int, folder: Path) -> subprocess.CompletedProcess[str]:
-    if shutil.which("storescu") is None:
+    tool = dcmtk("storescu")
+    if tool is None:
         pytest.skip("DCMTK storescu is not installed")
     return subprocess.run(
         [
-            "storescu",
+            tool,
             "-aet",
             "MODALITY",
             "-aec",

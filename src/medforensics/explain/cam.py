@@ -17,7 +17,7 @@ Which detectors can be explained, and how:
   replacing it by white reference noise raises it everywhere (real CT noise is correlated, so
   white noise looks edited to the network);
 * ``auto``: explained through the first explainable detector it routes the volume to
-  (``ct-local`` for CT); its other routes (``classical``, ``noise-residual``) have no network.
+  (``ct-local`` for CT); its other routes (``copy-move``, ``noise-residual``) have no network.
 
 Every map is ``(rows, cols)`` float32 in [0, 1] at the image's resolution: 1 where the network's
 decision depends most, 0 where not at all (occlusion: no drop of the score). Maps are upsampled

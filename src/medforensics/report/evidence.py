@@ -54,9 +54,10 @@ METHOD_LIMITS = (
     "manipulation or of authenticity. Only a valid digital signature over the original data can "
     "prove that an image is unchanged.",
     "Measured on CT from a scanner the models never saw, the pixel detectors separate authentic "
-    "from simulated-tampered scans only slightly better than chance: held-out AUC about 0.55 for "
-    "ct-local and classical (0.79 for copy-move with classical), 0.51 for noise-residual. A low "
-    "score does not clear an image; a high score does not convict it.",
+    "from simulated noise-matched edits only slightly better than chance: held-out AUC about 0.6 "
+    "for the default detector (0.77 for copy-moves). Blunt edits (a flat fill, a lesion blurred "
+    "away, an exact copy) and whole-scan re-gridding are found far more often. A low score does "
+    "not clear an image; a high score does not convict it.",
     "The models were trained and calibrated on few patients and on simulated attacks only; real "
     "forgeries, scanners, reconstruction kernels, doses and post-processing unlike the training "
     "data can change both the detection rate and the false-alarm rate. Sites should re-fit the "
@@ -274,7 +275,7 @@ def operating_point(detector: Detector) -> dict[str, Any] | None:
 def model_summaries(detector: Detector, detection: Detection) -> list[dict[str, Any]]:
     """A card summary and operating point for each model that answered.
 
-    ``detection.detector`` names them (``ct-local+classical`` is two); a routing detector such as
+    ``detection.detector`` names them (``ct-local+copy-move`` is two); a routing detector such as
     ``auto`` is listed first as the one requested.
     """
     summaries: list[dict[str, Any]] = []
