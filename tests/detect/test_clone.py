@@ -59,3 +59,26 @@ def test_tiny_images_are_not_assessed() -> None:
     tiny = ImageVolume("x.png", "image", "OT", np.zeros((1, 16, 16), np.float32))
     result = CopyMoveDetector().detect(tiny)
     assert result.verdict == "inconclusive" and "too small" in result.notes[0]
+
+
+def test_duplicated_slices_are_a_copy_checked_on_a_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    from medforensics.detect import clone
+
+    mr = _mr(seed=4)
+    duplicated = ImageVolume(
+        mr.input, mr.kind, mr.modality, np.concatenate([mr.pixels, mr.pixels, mr.pixels])
+    )
+    full = CopyMoveDetector().detect(duplicated)
+    assert full.verdict == "manipulated"
+    # past MAX_COHERENT repeats only a fixed sample is checked (memory and time stay bounded:
+    # a 300-slice series of duplicated slices has millions), and it still confirms the copy
+    monkeypatch.setattr(clone, "MAX_COHERENT", 500)
+    sampled = CopyMoveDetector().detect(duplicated)
+    assert sampled.verdict == "manipulated" and sampled.score == CONFIRMED_SCORE
+    assert any("a sample of" in note for note in sampled.notes)
+    assert not any("no proof of a copy" in note for note in sampled.notes)
+    # one finding per copied region of each slice, not one per keypoint
+    assert 0 < len(sampled.findings) <= 6
+    assert len({(f.slice, f.row // 32, f.col // 32) for f in sampled.findings}) == len(
+        sampled.findings
+    )
