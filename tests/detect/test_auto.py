@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -111,3 +113,14 @@ def test_missing_model_falls_back_and_says_so(monkeypatch: pytest.MonkeyPatch) -
     result = detector.detect(_volume("CT"))
     assert result.detector == "noise-residual"
     assert "no-such-detector unavailable" in result.notes[0]
+
+
+def test_a_ct_localizer_takes_the_radiograph_route(auto: AutoDetector) -> None:
+    scout = dataclasses.replace(
+        _volume("CT"), attributes={"ImageType": "ORIGINAL\\PRIMARY\\LOCALIZER\\CT_SOM5 TOP"}
+    )
+    result = auto.detect(scout)
+    assert result.detector == "noise-residual+copy-move+synthetic-2d"
+    assert any("localizer" in note for note in result.notes)
+    axial = dataclasses.replace(_volume("CT"), attributes={"ImageType": "ORIGINAL\\PRIMARY\\AXIAL"})
+    assert auto.detect(axial).detector == "ct-local+copy-move"

@@ -19,6 +19,8 @@
   ``mr-local``), but no such model ships: trained on the few radiographs and MR images we may
   use, it scored at chance on held-out images (docs/xray-mri.md), and a model at chance would
   only add false alarms. A site that trains one passes it with ``routes``;
+* a CT localizer (scout, topogram) is a projection image: it takes the radiograph route, and
+  none of the CT checks below (``route_key``);
 * every other modality, or when a route's models are missing → ``noise-residual``.
 
 CT inputs are also checked for an interpolation trace (``resampling``): pixels re-gridded after
@@ -132,7 +134,13 @@ class AutoDetector(Detector):
         """The detectors for ``volume`` and notes on any fallback taken."""
         notes: list[str] = []
         chosen: list[Detector] = []
-        for wanted in self.routes.get(volume.modality, (FALLBACK,)):
+        key = route_key(volume)
+        if key != volume.modality:
+            notes.append(
+                f"a {volume.modality} localizer (scout): a projection image, so it went to the "
+                f"{key} route and not the checks made for tomographic slices"
+            )
+        for wanted in self.routes.get(key, (FALLBACK,)):
             detector = self._get(wanted)
             if detector is None:
                 reason = self._unavailable.get(wanted, "not installed")
@@ -149,8 +157,9 @@ class AutoDetector(Detector):
 
     def detect(self, volume: ImageVolume) -> Detection:
         chosen, notes = self.route(volume)
+        key = route_key(volume)
         holes: Future[Detection] | None = None
-        if self.use_noise_hole and volume.modality in NOISE_HOLE_MODALITIES:
+        if self.use_noise_hole and key in NOISE_HOLE_MODALITIES:
             hole_checker = self._get("noise-hole")
             if hole_checker is not None:  # beside the pixel models: numpy releases the GIL
                 holes = self._submit(hole_checker.detect, volume)
@@ -163,13 +172,13 @@ class AutoDetector(Detector):
             detection = combine([f.result() for f in futures])
         detection.notes = notes + detection.notes
         traced: tuple[Detection, Trace | None] | None = None
-        if self.use_resampling and volume.modality in RESAMPLING_MODALITIES:
+        if self.use_resampling and key in RESAMPLING_MODALITIES:
             checker = self._get("resampling")
             if isinstance(checker, ResamplingDetector):
                 traced = checker.detect_trace(volume)
         if holes is not None:
             detection = with_noise_hole(detection, holes.result())
-        if volume.modality in COMPRESSION_MODALITIES:
+        if key in COMPRESSION_MODALITIES:
             block_grid = traced is not None and traced[1] is not None and traced[1].block_grid
             detection = with_compression(detection, assess(volume, block_grid=block_grid))
         if traced is not None:
@@ -221,6 +230,16 @@ def with_signature(detection: Detection, signed: Detection) -> Detection:
         detection.verdict = "manipulated"
         detection.score = max(detection.score, signed.score)
     return detection
+
+
+def route_key(volume: ImageVolume) -> str:
+    """The route ``volume`` takes: its modality, except that a CT localizer (scout, topogram:
+    ImageType value 3 and on include LOCALIZER) is a projection image and takes the
+    radiograph route (``DX``), since the CT models and checks assume tomographic slices."""
+    image_type = volume.attributes.get("ImageType", "").upper().split("\\")
+    if volume.modality == "CT" and "LOCALIZER" in image_type[2:]:
+        return "DX"
+    return volume.modality
 
 
 def with_compression(detection: Detection, compression: Compression) -> Detection:
