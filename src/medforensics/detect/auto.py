@@ -288,18 +288,13 @@ def with_noise_hole(detection: Detection, holes: Detection) -> Detection:
     pixel = detection.score
     detection.score = 1.0 - (1.0 - pixel) * (1.0 - holes.score)
     detection.findings = list(holes.findings) + detection.findings
-    if holes.verdict == "manipulated":
-        detection.verdict = "manipulated"
-        detection.notes.append(
-            f"pixel models: {pixel:.3f}; a region of tissue carries no acquisition noise (see "
-            "the first finding), which no scanner writes"
-        )
-    elif detection.verdict == "authentic":
-        detection.verdict = "inconclusive"
-        detection.notes.append(
-            "a small region of tissue with little acquisition noise: a person should look at it"
-        )
-    return detection
+    return _escalate(
+        detection,
+        holes.verdict,
+        clear=f"pixel models: {pixel:.3f}; a region of tissue carries no acquisition noise (see "
+        "the first finding), which no scanner writes",
+        weak="a small region of tissue with little acquisition noise: a person should look at it",
+    )
 
 
 def declares_derivation(volume: ImageVolume) -> bool:
@@ -357,17 +352,25 @@ def with_resampling(detection: Detection, trace: Detection, declared: bool = Fal
             trace.anomaly_map if base is None else np.maximum(base, trace.anomaly_map)
         )
         detection.map_stride = trace.map_stride
-    if trace.verdict == "manipulated":
+    return _escalate(
+        detection,
+        trace.verdict,
+        clear=f"pixel models: {pixel:.3f}; the pixels were re-interpolated after reconstruction "
+        "(see the global finding), so the series is not as the scanner wrote it",
+        weak="a weak interpolation trace: a person should check the file's history",
+    )
+
+
+def _escalate(detection: Detection, verdict: str, clear: str, weak: str) -> Detection:
+    """``detection`` after a check that only adds evidence answered ``verdict``: a clear answer
+    makes it ``manipulated`` (note ``clear``), a weak one turns ``authentic`` into
+    ``inconclusive`` (note ``weak``)."""
+    if verdict == "manipulated":
         detection.verdict = "manipulated"
-        detection.notes.append(
-            f"pixel models: {pixel:.3f}; the pixels were re-interpolated after reconstruction "
-            "(see the global finding), so the series is not as the scanner wrote it"
-        )
+        detection.notes.append(clear)
     elif detection.verdict == "authentic":
         detection.verdict = "inconclusive"
-        detection.notes.append(
-            "a weak interpolation trace: a person should check the file's history"
-        )
+        detection.notes.append(weak)
     return detection
 
 
