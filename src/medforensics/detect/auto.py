@@ -55,12 +55,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from medforensics.detect.base import Detector
 from medforensics.detect.compression import Compression, assess
+from medforensics.detect.noise_hole import NoiseHoleDetector
 from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.resampling import ResamplingDetector, Trace
 from medforensics.detect.types import Detection
@@ -158,11 +161,13 @@ class AutoDetector(Detector):
     def detect(self, volume: ImageVolume) -> Detection:
         chosen, notes = self.route(volume)
         key = route_key(volume)
+        compression = assess(volume) if key in COMPRESSION_MODALITIES else None
         holes: Future[Detection] | None = None
         if self.use_noise_hole and key in NOISE_HOLE_MODALITIES:
             hole_checker = self._get("noise-hole")
-            if hole_checker is not None:  # beside the pixel models: numpy releases the GIL
-                holes = self._submit(hole_checker.detect, volume)
+            if isinstance(hole_checker, NoiseHoleDetector):
+                # beside the pixel models: numpy and OpenCV release the GIL
+                holes = self._submit(partial(hole_checker.detect, compression=compression), volume)
         if len(chosen) == 1:
             detection = chosen[0].detect(volume)
         else:
@@ -178,9 +183,9 @@ class AutoDetector(Detector):
                 traced = checker.detect_trace(volume)
         if holes is not None:
             detection = with_noise_hole(detection, holes.result())
-        if key in COMPRESSION_MODALITIES:
+        if compression is not None:
             block_grid = traced is not None and traced[1] is not None and traced[1].block_grid
-            detection = with_compression(detection, assess(volume, block_grid=block_grid))
+            detection = with_compression(detection, replace(compression, block_grid=block_grid))
         if traced is not None:
             detection = with_resampling(detection, traced[0], declared=declares_derivation(volume))
         if self.use_metadata and volume.kind.startswith("dicom"):

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import ndimage
 
 from medforensics.detect.base import Detector
-from medforensics.detect.compression import assess
+from medforensics.detect.compression import Compression, assess
 from medforensics.detect.masks import foreground_mask
 from medforensics.detect.registry import register_detector
 from medforensics.detect.types import Detection, Finding, OperatingPoint
@@ -234,10 +234,11 @@ class NoiseHoleDetector(Detector):
                 found.append(hole)
         return found
 
-    def detect(self, volume: ImageVolume) -> Detection:
+    def detect(self, volume: ImageVolume, compression: Compression | None = None) -> Detection:
+        """``compression``: the evidence when the caller has it already (``auto`` does)."""
         if volume.modality != "CT":
             return Detection.not_assessed(self.name, f"{volume.modality} is not CT")
-        compression = assess(volume)
+        compression = compression or assess(volume)
         if compression.declared or compression.wavelet_trace:
             # lossy coding zeroes the finest noise in flat tissue: holes everywhere
             return Detection.not_assessed(
