@@ -130,3 +130,17 @@ def test_not_assessed_changes_nothing_but_notes() -> None:
     out = with_noise_hole(base, Detection.not_assessed("noise-hole", "lossy"))
     assert (out.verdict, out.score, out.findings) == ("authentic", 0.1, [])
     assert out.notes == ["noise-hole: lossy"]
+
+
+def test_smoothing_throughout_is_not_an_edit(acquired: np.ndarray) -> None:
+    # an edge-preserving filter (strong iterative reconstruction looks alike): noise near the
+    # rounding floor everywhere, so a flat region proves nothing
+    import cv2
+
+    filtered = np.rint(cv2.bilateralFilter(acquired[0].astype(np.float32), 15, 150, 9))
+    assert slice_hole(filtered) is None
+    # all the soft tissue smoothed is a smoothed slice, not one edited region
+    flattened = acquired[0].copy()
+    soft = (acquired[0] > -200) & (acquired[0] < 200)
+    flattened[soft] = np.rint(ndimage.gaussian_filter(acquired[0], 6.0))[soft]
+    assert slice_hole(flattened) is None
