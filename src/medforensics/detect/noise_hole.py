@@ -27,9 +27,9 @@ What is computed, per slice:
 
 A slice whose reference is below ``MIN_REFERENCE`` (noise near the rounding floor), or whose
 holes cover more than ``MAX_HOLE_SHARE`` of its tissue (smoothed throughout, not edited in one
-place), is not measured, and lossy-compressed pixels (``compression``: declared, or JPEG 2000's trace) are not
-assessed at all: compression takes the noise out of flat tissue. The volume's evidence is its
-largest radius; the ``MAX_FINDINGS`` largest holes are ``local`` findings.
+place), is not measured, and lossy-compressed pixels (``compression``: declared, or JPEG 2000's
+trace) are not assessed at all: compression takes the noise out of flat tissue. The volume's
+evidence is its largest radius; the ``MAX_FINDINGS`` largest holes are ``local`` findings.
 
 Score. A stated rule, as for the other training-free checks: ``CALIBRATION`` maps the radius to
 a probability, p = 0.01 at ``CLEAR_BELOW_PX`` and 0.5 at ``MIDDLE_PX``. No measured slice of
