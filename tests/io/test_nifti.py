@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from medforensics.io import nifti
+from medforensics.io.loader import load_paths
 from medforensics.io.nifti import read_nifti
-from medforensics.io.types import ReadError
+from medforensics.io.types import ImageVolume, LoadError, ReadError
 
 
 def _distinct_volume(shape: tuple[int, ...] = (4, 5, 6)) -> np.ndarray:
@@ -228,3 +229,27 @@ def test_modality_is_guessed_from_values_ct_when_they_look_like_hounsfield_units
     assert mr_volume.modality == "MR"
     # a modality the user states wins over the guess
     assert read_nifti(tmp_path / "ct.nii.gz", "ct", modality="MR").modality == "MR"
+
+
+def test_nan_voxels_are_read_as_background_and_said(tmp_path: Path) -> None:
+    data = np.full((32, 32, 3), 100.0, dtype=np.float32)
+    data[:, :, 1] = np.linspace(-1000, 200, 32, dtype=np.float32)[None, :]
+    data[:4, :4, 0] = np.nan
+    data[5, 5, 2] = np.inf
+    path = tmp_path / "masked.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.eye(4)), path)
+    (volume,) = load_paths([path])
+    assert isinstance(volume, ImageVolume)
+    assert np.isfinite(volume.pixels).all()
+    assert volume.pixels[0, 0, 0] == -1000.0  # the lowest finite value
+    assert any("17 pixel(s) are NaN or infinite" in p for p in volume.problems)
+    # the file itself is untouched
+    assert np.isnan(np.asarray(nib.load(path).dataobj)[0, 0, 0])
+
+
+def test_all_nan_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.nii"
+    nib.save(nib.Nifti1Image(np.full((8, 8, 2), np.nan, dtype=np.float32), np.eye(4)), path)
+    (error,) = load_paths([path])
+    assert isinstance(error, LoadError)
+    assert "every pixel is NaN" in error.message and "empty.nii" in error.path

@@ -10,6 +10,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from medforensics.io.dicom import DicomHeader, read_header
 from medforensics.io.series import assemble_multiframe, assemble_series, group_series
 from medforensics.io.sniff import Format, sniff_format
@@ -202,6 +204,33 @@ def load_zip(
 
 def load_path(raw: str | Path, options: LoadOptions | None = None) -> Iterator[LoadItem]:
     """Everything found at one path the user gave: a file, a folder or a zip archive."""
+    for item in _load_path(raw, options):
+        yield finite_pixels(item) if isinstance(item, ImageVolume) else item
+
+
+def finite_pixels(volume: ImageVolume) -> ImageVolume | LoadError:
+    """``volume`` with NaN or infinite pixels (processing tools write NaN outside a mask, in
+    NIfTI or float TIFF) read as the lowest finite value, and a problem that says so; the array
+    read is changed, never the file. With no finite pixel at all, a ``LoadError``."""
+    bad = ~np.isfinite(volume.pixels)
+    count = int(bad.sum())
+    if count == 0:
+        return volume
+    where = str(volume.slices[0].source_file) if volume.slices else volume.input
+    if count == bad.size:
+        return LoadError(
+            volume.input, where, "holds no finite value: every pixel is NaN or infinite"
+        )
+    fill = float(volume.pixels[~bad].min())
+    volume.pixels[bad] = fill
+    volume.problems.append(
+        f"{count} pixel(s) are NaN or infinite (often the outside of a mask); the analysis read "
+        f"them as the lowest finite value, {fill:g} (the file is unchanged)"
+    )
+    return volume
+
+
+def _load_path(raw: str | Path, options: LoadOptions | None = None) -> Iterator[LoadItem]:
     options = options or LoadOptions()
     input_label = str(raw)
     path = Path(raw)

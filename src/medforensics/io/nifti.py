@@ -52,6 +52,9 @@ def guess_modality(pixels: np.ndarray) -> str:
     -1000 (and padding at -1024 or below); MR magnitude images are never negative.
     """
     sample = pixels[:: max(1, pixels.shape[0] // 16)]
+    sample = sample[np.isfinite(sample)]  # NaN outside a mask is common in processed NIfTI
+    if sample.size == 0:
+        return "MR"
     low, high = np.percentile(sample, [1, 99.5])
     return "CT" if -1100.0 <= low <= -850.0 and high > 0 else "MR"
 
