@@ -144,3 +144,14 @@ def test_smoothing_throughout_is_not_an_edit(acquired: np.ndarray) -> None:
     soft = (acquired[0] > -200) & (acquired[0] < 200)
     flattened[soft] = np.rint(ndimage.gaussian_filter(acquired[0], 6.0))[soft]
     assert slice_hole(flattened) is None
+
+
+def test_values_clipped_by_a_display_window_are_not_holes(acquired: np.ndarray) -> None:
+    # a windowed export (window floor -900 HU): a gas pocket clipped to the window's floor is
+    # flat, but it is clipping, not painting
+    windowed = acquired[1].copy()
+    cy, cx = _soft_tissue_site(acquired[1])
+    windowed[_disk(cy, cx, 16)] = -1000.0
+    windowed = np.clip(windowed, -900.0, 240.0)
+    hole = slice_hole(windowed)
+    assert hole is None or hole.radius < CLEAR_BELOW_PX

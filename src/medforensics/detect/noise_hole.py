@@ -15,8 +15,9 @@ What is computed, per slice:
    leaves nothing of anatomy that is smooth to second order (a painted gradient, a blurred
    edge, a bump) and most of the noise; its mean in 2x2 cells, then over ``WINDOW`` cells (8 px);
 2. tissue cells: inside the body, mean above ``AIR_HU`` (air's noise is clipped and filtered
-   away by some writers), no pixel at or below ``CT_FLOOR_HU`` or at the slice's maximum
-   (clipped bone or metal), ``MARGIN`` cells from anything else;
+   away by some writers), no pixel at or below ``CT_FLOOR_HU`` or at the slice's minimum or
+   maximum (clipped values: bone or metal, a display window's floor in a windowed export),
+   ``MARGIN`` cells from anything else;
 3. a reference level per tissue class, the median over its cells: soft tissue, and lung
    parenchyma (below ``LUNG_HU``), whose vessels give it more fine structure;
 4. a residual is *near zero* below ``SMALL`` of its class's reference (or ``ROUNDING``): about
@@ -134,8 +135,11 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
     residual = _residual(x)
     cells = cv2.resize(residual, (wc, hc), interpolation=cv2.INTER_AREA)
     means = cv2.resize(x, (wc, hc), interpolation=cv2.INTER_AREA)
-    top = float(x.max())
-    usable = (_cells(x, np.minimum) > CT_FLOOR_HU) & (_cells(x, np.maximum) < top)
+    # clipped values carry no noise: the slice's extremes (bone or metal at the top, a display
+    # window's floor in a windowed export) and, in CT, air near -1000 HU
+    top, bottom = float(x.max()), float(x.min())
+    floor = max(CT_FLOOR_HU, bottom)
+    usable = (_cells(x, np.minimum) > floor) & (_cells(x, np.maximum) < top)
     usable &= means > AIR_HU
     body = foreground_mask(means, "CT")
     tissue = (usable & body).view(np.uint8)
