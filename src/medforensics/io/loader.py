@@ -212,17 +212,26 @@ def finite_pixels(volume: ImageVolume) -> ImageVolume | LoadError:
     """``volume`` with NaN or infinite pixels (processing tools write NaN outside a mask, in
     NIfTI or float TIFF) read as the lowest finite value, and a problem that says so; the array
     read is changed, never the file. With no finite pixel at all, a ``LoadError``."""
-    bad = ~np.isfinite(volume.pixels)
-    count = int(bad.sum())
-    if count == 0:
+    # slice by slice: a volume-sized mask added a quarter of the volume to the read's peak
+    # memory (bench_read: 1.04x the volume before the check, 1.29x with a whole-volume mask)
+    pixels = volume.pixels
+    flagged = [z for z in range(pixels.shape[0]) if not np.isfinite(pixels[z]).all()]
+    if not flagged:
         return volume
+    count = sum(int((~np.isfinite(pixels[z])).sum()) for z in flagged)
     where = str(volume.slices[0].source_file) if volume.slices else volume.input
-    if count == bad.size:
+    if count == pixels.size:
         return LoadError(
             volume.input, where, "holds no finite value: every pixel is NaN or infinite"
         )
-    fill = float(volume.pixels[~bad].min())
-    volume.pixels[bad] = fill
+    fill = min(
+        float(plane[np.isfinite(plane)].min())
+        for plane in (pixels[z] for z in range(pixels.shape[0]))
+        if np.isfinite(plane).any()
+    )
+    for z in flagged:
+        plane = pixels[z]
+        plane[~np.isfinite(plane)] = fill
     volume.problems.append(
         f"{count} pixel(s) are NaN or infinite (often the outside of a mask); the analysis read "
         f"them as the lowest finite value, {fill:g} (the file is unchanged)"
