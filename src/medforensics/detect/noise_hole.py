@@ -36,9 +36,10 @@ Score. A stated rule, as for the other training-free checks: ``CALIBRATION`` map
 a probability, p = 0.01 at ``CLEAR_BELOW_PX`` and 0.5 at ``MIDDLE_PX``. No measured slice of
 the authentic CT at hand has any hole (``python benchmarks/dev_noise_hole.py``: 222 of 224
 slices measured, largest radius 0 px), so the anchor is a stated margin: a Laplacian residual,
-tried first, gave a Toshiba head CT a 4.5 px hole. On the GE and LIDC slices the rule flags a
-flat fill in 42-43 of 43, a lesion blurred away in 41-42 of 43, OpenCV in-painting in 9-14 of
-43, and none of the simulator's noise-matched attacks, as expected.
+tried first (the script at commit a9e01b8), gave a Toshiba head CT a 4.5 px hole. On the GE
+and LIDC slices the rule flags a flat fill in 42-43 of 43, a lesion blurred away in 41-42 of
+43, OpenCV in-painting in 9-14 of 43, and none of the simulator's noise-matched attacks, as
+expected.
 """
 
 from __future__ import annotations
@@ -82,8 +83,8 @@ LUNG_HU = -500.0
 MIN_CLASS = 100
 #: a slice whose reference mean |residual| (HU) is below this has noise too near the rounding
 #: floor to tell a hole from chance (very soft kernels: a Toshiba head CT and a Siemens B30s
-#: neck CT measured 0.5 to 0.6; the measured CT at hand 3.1 and more; an edge-preserving
-#: filter that left 1.3 made chance holes of up to 5.7 px on the phantom): nothing to measure
+#: neck CT; the measured CT at hand has 3.1 and more, ``dev_noise_hole.py``; near the floor an
+#: edge-preserving filter makes chance holes): nothing to measure
 MIN_REFERENCE = 2.0
 #: a slice whose holes cover more than this share of its tissue was smoothed throughout
 #: (edge-preserving denoising, strong iterative reconstruction), not edited in one place: a
@@ -101,7 +102,7 @@ _QUADRATIC = np.array([-3.0, 12.0, 17.0, 12.0, -3.0], dtype=np.float32) / 35.0
 #: radius (px) that gets p = 0.5; CALIBRATION's slope puts p = 0.01 at CLEAR_BELOW_PX
 MIDDLE_PX = 8.0
 #: p = 0.01 here: a stated margin (no authentic slice at hand has a hole; a Laplacian residual,
-#: tried first, gave a Toshiba head CT 4.5 px)
+#: tried first at commit a9e01b8, gave a Toshiba head CT 4.5 px)
 CLEAR_BELOW_PX = 4.5
 CALIBRATION = (math.log(99.0) / (MIDDLE_PX - CLEAR_BELOW_PX), MIDDLE_PX)
 OPERATING_POINT = OperatingPoint(manipulated_at=0.5, authentic_below=0.2)
