@@ -12,6 +12,7 @@ from medforensics.detect import create_detector
 from medforensics.detect.auto import with_noise_hole
 from medforensics.detect.noise_hole import (
     CLEAR_BELOW_PX,
+    MIDDLE_PX,
     OPERATING_POINT,
     NoiseHoleDetector,
     probability,
@@ -155,3 +156,37 @@ def test_values_clipped_by_a_display_window_are_not_holes(acquired: np.ndarray) 
     windowed = np.clip(windowed, -900.0, 240.0)
     hole = slice_hole(windowed)
     assert hole is None or hole.radius < CLEAR_BELOW_PX
+
+
+def test_a_large_edit_is_still_one_edit(acquired: np.ndarray) -> None:
+    # a region spliced from a smooth donor can cover many percent of a small slice's tissue
+    # (the demo's does): one place, however large, is an edit, not a smoothed slice
+    painted = acquired[0].copy()
+    tissue = (acquired[0] > -950) & ndimage.binary_fill_holes(acquired[0] > -500)
+    box = (slice(96, 160), slice(60, 124))
+    painted[box] = np.rint(ndimage.gaussian_filter(acquired[0], 5.0))[box]
+    edited = np.zeros_like(tissue)
+    edited[box] = True
+    assert (edited & tissue).sum() > 0.08 * tissue.sum(), "the edit should be large"
+    hole = slice_hole(painted)
+    assert hole is not None and hole.radius >= MIDDLE_PX
+    assert 96 <= hole.row < 160 and 60 <= hole.col < 124
+
+
+def test_holes_scattered_over_the_slice_are_smoothing_not_an_edit(acquired: np.ndarray) -> None:
+    # soft tissue smoothed in a checkerboard of 24 px squares: flat everywhere, no one place
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    squares = ((yy // 24) + (xx // 24)) % 2 == 0
+    smoothed = squares & (acquired[0] > -200) & (acquired[0] < 200)
+    patchy = acquired[0].copy()
+    patchy[smoothed] = np.rint(ndimage.gaussian_filter(acquired[0], 4.0))[smoothed]
+    assert slice_hole(patchy) is None
+    # one of those squares alone is an edit
+    single = acquired[0].copy()
+    label = (yy // 24) * SIZE + xx // 24
+    fullest = np.bincount(label[smoothed]).argmax()
+    one = smoothed & (label == fullest)
+    assert one.sum() > 400, "the square should be soft tissue"
+    single[one] = patchy[one]
+    hole = slice_hole(single)
+    assert hole is not None and hole.radius >= CLEAR_BELOW_PX

@@ -27,9 +27,10 @@ What is computed, per slice:
    image's edge are padding outside the reconstruction circle and are left out.
 
 A slice whose reference is below ``MIN_REFERENCE`` (noise near the rounding floor), or whose
-holes cover more than ``MAX_HOLE_SHARE`` of its tissue (smoothed throughout, not edited in one
-place), is not measured, and lossy-compressed pixels (``compression``: declared, or JPEG 2000's
-trace) are not assessed at all: compression takes the noise out of flat tissue. The volume's
+holes away from its largest one cover more than ``MAX_SCATTERED_SHARE`` of its tissue (smoothed
+throughout, not edited in one place), is not measured, and lossy-compressed pixels
+(``compression``: declared, or JPEG 2000's trace) are not assessed at all: compression takes
+the noise out of flat tissue. The volume's
 evidence is its largest radius; the ``MAX_FINDINGS`` largest holes are ``local`` findings.
 
 Score. A stated rule, as for the other training-free checks: ``CALIBRATION`` maps the radius to
@@ -86,10 +87,14 @@ MIN_CLASS = 100
 #: neck CT; the measured CT at hand has 3.1 and more, ``dev_noise_hole.py``; near the floor an
 #: edge-preserving filter makes chance holes): nothing to measure
 MIN_REFERENCE = 2.0
-#: a slice whose holes cover more than this share of its tissue was smoothed throughout
-#: (edge-preserving denoising, strong iterative reconstruction), not edited in one place: a
-#: 15 px painted disk covers under 1 % of a 512² slice's tissue
-MAX_HOLE_SHARE = 0.05
+#: a slice whose holes away from its largest one cover more than this share of its tissue was
+#: smoothed throughout (edge-preserving denoising, strong iterative reconstruction), not edited
+#: in one place; the edit itself may be large (the demo's splice is 6-8 % of a 256² phantom's
+#: tissue): only holes farther than ``EDIT_REACH`` from the largest count
+MAX_SCATTERED_SHARE = 0.05
+#: cells around the largest hole that still belong to the same edit (a vessel or a seam can
+#: split one painted region in two)
+EDIT_REACH = 8
 #: fewer tissue cells than this and the slice is not measured
 MIN_CELLS = 400
 #: smallest in-plane side measured
@@ -179,7 +184,7 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
         holes &= ~np.isin(labels, edge[edge > 0])
     if not holes.any():
         return Hole(z, h // 2, w // 2, 0.0, 0.0, reference)
-    if holes.sum() > MAX_HOLE_SHARE * tissue.sum():
+    if _scattered(holes, labels) > MAX_SCATTERED_SHARE * tissue.sum():
         return None
     depth = ndimage.distance_transform_edt(holes)
     r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
@@ -191,6 +196,17 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
         share=float(share[r, c]),
         reference=reference,
     )
+
+
+def _scattered(holes: np.ndarray, labels: np.ndarray) -> int:
+    """Hole cells farther than ``EDIT_REACH`` cells from the largest hole (``labels``: the
+    connected components of the holes, or of a superset of them)."""
+    sizes = np.bincount(labels[holes])
+    sizes[0] = 0
+    largest = (labels == int(np.argmax(sizes))) & holes
+    reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDIT_REACH + 1,) * 2)
+    near = cv2.dilate(largest.view(np.uint8), reach).view(bool)
+    return int((holes & ~near).sum())
 
 
 def _residual(x: np.ndarray) -> np.ndarray:
