@@ -74,3 +74,38 @@ def test_blank_or_tiny_image_is_inconclusive() -> None:
 def test_score_is_deterministic(tampered: ImageVolume) -> None:
     detector = NoiseResidualDetector()
     assert detector.detect(tampered).score == detector.detect(tampered).score
+
+
+def _radiograph(pixels: np.ndarray) -> ImageVolume:
+    return ImageVolume(
+        input="radiograph.png", kind="image", modality="OT", pixels=pixels[None].astype(np.float32)
+    )
+
+
+def test_a_wide_patch_from_a_less_noisy_radiograph_is_found() -> None:
+    from medforensics.detect.noise_residual import tile_statistics
+    from medforensics.samples import radiograph_phantom
+
+    plane = radiograph_phantom(512, np.random.default_rng(3))[0].astype(np.float64)
+    smooth = ndimage.gaussian_filter(plane, 2.0)
+    box = (slice(200, 312), slice(140, 252))  # 112 px: 7 tiles, wider than the 5x5 neighbours
+    spliced = plane.copy()
+    spliced[box] = smooth[box] + 0.4 * (plane - smooth)[box]
+    authentic, tampered = _radiograph(np.rint(plane)), _radiograph(np.rint(spliced))
+    detector = NoiseResidualDetector()
+    assert detector.detect(authentic).verdict == "authentic"
+    result = detector.detect(tampered)
+    assert result.verdict == "manipulated"
+    top = result.findings[0]
+    assert 200 - 16 <= top.row < 312 + 16 and 140 - 16 <= top.col < 252 + 16
+    # the neighbours alone see too little of it: the ring is what finds it
+    threshold = detector.calibration.inverse(detector.operating_point.manipulated_at)
+    assert tile_statistics(tampered, 16, ring=False).normalised_max < threshold
+    # a CT slice is compared with its neighbours only, by default
+    ct = dataclasses.replace(tampered, modality="CT")
+    assert tile_statistics(ct, 16).normalised_max == pytest.approx(
+        tile_statistics(ct, 16, ring=False).normalised_max
+    )
+    assert tile_statistics(ct, 16, ring=True).normalised_max != pytest.approx(
+        tile_statistics(ct, 16, ring=False).normalised_max
+    )

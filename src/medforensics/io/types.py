@@ -100,6 +100,14 @@ class ImageVolume:
         return self.shape[0] > 1
 
     @property
+    def is_projection(self) -> bool:
+        """True for radiographs and other 2D projection images (X-ray physics: attenuation
+        adds): a projection modality, or a single image of no tomographic modality."""
+        return self.modality in PROJECTION_MODALITIES or (
+            self.modality not in ("CT", "MR", "PT", "NM", "US") and not self.is_volume
+        )
+
+    @property
     def source_files(self) -> list[Path]:
         """Distinct source files, in slice order."""
         seen: dict[Path, None] = {}

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
+from medforensics.io.types import ImageVolume
 
 #: pixel spacing assumed when the header gives none (a typical chest CT in-plane spacing)
 DEFAULT_SPACING_MM = 0.7
@@ -38,10 +38,8 @@ def spacing_mm(volume: ImageVolume) -> tuple[float, float, float]:
 
 
 def is_projection(volume: ImageVolume) -> bool:
-    """True for radiographs and other 2D projection images (X-ray physics: attenuation adds)."""
-    return volume.modality in PROJECTION_MODALITIES or (
-        volume.modality not in ("CT", "MR", "PT", "NM", "US") and not volume.is_volume
-    )
+    """True for radiographs and other 2D projection images (``ImageVolume.is_projection``)."""
+    return volume.is_projection
 
 
 def is_inverted(volume: ImageVolume) -> bool:
