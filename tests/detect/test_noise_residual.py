@@ -109,3 +109,21 @@ def test_a_wide_patch_from_a_less_noisy_radiograph_is_found() -> None:
     assert tile_statistics(ct, 16, ring=True).normalised_max != pytest.approx(
         tile_statistics(ct, 16, ring=False).normalised_max
     )
+
+
+def test_the_ring_compares_only_tiles_of_like_brightness(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a dense disk (a steel ball, bone): fewer photons, so its own, higher noise level; an
+    # acquired image, nothing spliced
+    from medforensics.detect import noise_residual
+    from medforensics.detect.noise_residual import tile_statistics
+
+    yy, xx = np.mgrid[:512, :512]
+    disk = ndimage.gaussian_filter(((yy - 256) ** 2 + (xx - 256) ** 2 <= 56**2).astype(float), 3)
+    signal = 2000 - 1400 * disk + 200 * np.sin(xx / 90.0)
+    noise = np.random.default_rng(5).standard_normal(signal.shape) * np.sqrt(signal) * 0.25
+    ball = _radiograph(np.rint(signal + noise * (1 + 2 * disk)))
+    neighbours = tile_statistics(ball, 16, ring=False).normalised_max
+    assert tile_statistics(ball, 16, ring=True).normalised_max == pytest.approx(neighbours)
+    # every ring tile as a reference, the disk's noise reads as an edit
+    monkeypatch.setattr(noise_residual, "RING_LEVEL_TOLERANCE", float("inf"))
+    assert tile_statistics(ball, 16, ring=True).normalised_max > neighbours + 2

@@ -122,6 +122,46 @@ def test_duplicate_copy_is_reported_and_ignored(ct_series: WrittenSeries) -> Non
     assert not [p for p in volume.problems if "gap" in p or "share" in p]
 
 
+def test_same_image_under_a_new_uid_is_reported_and_ignored(ct_series: WrittenSeries) -> None:
+    # one image stored twice (re-sent after a re-encoding, say): a new instance UID, the same
+    # position and pixels; copy-move would otherwise read the pair as one slice copied onto another
+    from pydicom.uid import generate_uid
+
+    copy = ct_series.folder / "zz-resent-slice-2.dcm"
+    ds = pydicom.dcmread(ct_series.paths[2])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.save_as(copy)
+
+    volume = _only_volume(ct_series.folder)
+
+    assert volume.shape == ct_series.hu_volume.shape
+    assert copy not in volume.source_files
+    assert [ref.sop_instance_uid for ref in volume.slices] == ct_series.sop_uids
+    np.testing.assert_allclose(volume.pixels, ct_series.hu_volume, atol=HU_TOLERANCE)
+    resent = [p for p in volume.problems if copy.name in p]
+    assert len(resent) == 1 and "same image" in resent[0] and "ignored" in resent[0]
+    assert not [p for p in volume.problems if "share" in p]
+
+
+def test_two_images_at_one_position_both_stay(ct_series: WrittenSeries) -> None:
+    # echoes or phases share a position but differ in their pixels: nothing is dropped
+    from pydicom.uid import generate_uid
+
+    other = ct_series.folder / "zz-second-phase-slice-2.dcm"
+    ds = pydicom.dcmread(ct_series.paths[2])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    pixels = ds.pixel_array.copy()
+    pixels[10:20, 10:20] += 7
+    ds.PixelData = pixels.tobytes()
+    ds.save_as(other)
+
+    volume = _only_volume(ct_series.folder)
+
+    assert volume.shape[0] == ct_series.hu_volume.shape[0] + 1
+    assert other in volume.source_files
+    assert [p for p in volume.problems if "share the position" in p]
+
+
 def _assert_sorted_along_normal(
     written: WrittenSeries, volume: ImageVolume, expected_order: list[int], step: float
 ) -> None:

@@ -52,12 +52,15 @@ _MIN_SPREAD = 0.02
 #: a single radiograph is also compared with the ring of tiles this many to ``RING_OUTER``
 #: tiles away (48-96 px at 16 px tiles): a patch spliced from a less (or more) noisy image is
 #: several tiles wide, and against the 5x5 neighbourhood its inner tiles meet only each other
-#: (the demo's 100 px patch scored 2.39, as much as authentic CT gives, ``authentic``). Only
-#: for projection images: a radiograph's noise level changes slowly across the detector,
-#: whereas a CT slice's follows the patient's attenuation (behind the shoulders, near bone),
-#: and the ring gave authentic CT larger statistics (``benchmarks/dev_xr_splice.py``)
+#: (the demo's 100 px patch scored 2.39, as much as authentic CT gives, ``authentic``; with
+#: the ring 5.17). Measured for radiographs only (``benchmarks/dev_xr_splice.py``, and
+#: docs/xray-mri.md): CT's route in ``auto`` does not use this detector, and MR's noise
+#: follows the receive coils
 RING_INNER = 3
 RING_OUTER = 6
+#: ring tiles count only when their mean lies within this share of the image's 1-99 percentile
+#: range of tile means of the tile's own (``_ring_median``)
+RING_LEVEL_TOLERANCE = 0.05
 
 DEFAULT_CALIBRATION = "noise-residual.json"
 
@@ -117,6 +120,13 @@ def tile_log_sigma(image: np.ndarray, mask: np.ndarray, tile: int) -> np.ndarray
     return out
 
 
+def tile_mean(image: np.ndarray, tile: int) -> np.ndarray:
+    """Mean value of each ``tile``x``tile`` tile (the grid ``tile_log_sigma`` uses)."""
+    rows, cols = (image.shape[0] // tile) * tile, (image.shape[1] // tile) * tile
+    grid = (rows // tile, tile, cols // tile, tile)
+    return np.asarray(image[:rows, :cols].reshape(grid).mean(axis=(1, 3)), dtype=np.float64)
+
+
 def _neighbour_median(log_sigma: np.ndarray) -> np.ndarray:
     """Median of each tile's valid neighbours: 5×5 in-plane and 3×3 in the adjacent slices."""
     n_slices = log_sigma.shape[0]
@@ -143,22 +153,37 @@ def _neighbour_median(log_sigma: np.ndarray) -> np.ndarray:
     return expected
 
 
-def _ring_median(log_sigma: np.ndarray) -> np.ndarray:
+def _ring_median(log_sigma: np.ndarray, level: np.ndarray, tolerance: float) -> np.ndarray:
     """Median of each tile's valid in-plane tiles ``RING_INNER`` to ``RING_OUTER`` tiles away
-    (Chebyshev distance): the level around a region that its own tiles do not vote on."""
+    (Chebyshev distance) whose mean ``level`` is within ``tolerance`` of its own: the noise
+    around a region that its own tiles do not vote on, at the same signal. In a radiograph the
+    noise follows the signal (fewer photons behind bone, a metal ball, the mediastinum), so only
+    tiles of like brightness are a fair reference; a tile with too few of them has none."""
     rows, cols = log_sigma.shape[1:]
     r = RING_OUTER
+    shifts = [
+        (dy, dx)
+        for dy in range(-r, r + 1)
+        for dx in range(-r, r + 1)
+        if max(abs(dy), abs(dx)) >= RING_INNER
+    ]
     padded = np.pad(log_sigma, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
+    levels = np.pad(level, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
     stack = np.stack(
+        [padded[:, r + dy : r + dy + rows, r + dx : r + dx + cols] for dy, dx in shifts]
+    )
+    unlike = np.stack(
         [
-            padded[:, r + dy : r + dy + rows, r + dx : r + dx + cols]
-            for dy in range(-r, r + 1)
-            for dx in range(-r, r + 1)
-            if max(abs(dy), abs(dx)) >= RING_INNER
+            ~(
+                np.abs(levels[:, r + dy : r + dy + rows, r + dx : r + dx + cols] - level)
+                <= tolerance
+            )
+            for dy, dx in shifts
         ]
     )
+    stack[unlike] = np.nan
     expected, counts = _nanmedian_first(stack)
-    expected[counts < stack.shape[0] // 4] = np.nan
+    expected[counts < len(shifts) // 4] = np.nan
     return expected
 
 
@@ -220,7 +245,9 @@ def tile_statistics(volume: ImageVolume, tile: int, ring: bool | None = None) ->
     floor = grid_resolution(log_sigma, value_step(volume.pixels))
     cluster = _cluster(_standardised(deviation, floor))
     if ring if ring is not None else (volume.is_projection and not volume.is_volume):
-        around = log_sigma - _ring_median(log_sigma)
+        level = np.stack([tile_mean(image, tile) for image in volume.pixels])
+        spread = np.subtract(*np.nanpercentile(level, [99, 1]))
+        around = log_sigma - _ring_median(log_sigma, level, RING_LEVEL_TOLERANCE * spread)
         if np.any(~np.isnan(around)):
             cluster = np.fmax(cluster, _cluster(_standardised(around, floor)))
     return TileStatistics(log_sigma, cluster, tile, n_valid)

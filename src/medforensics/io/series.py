@@ -197,13 +197,19 @@ def assemble_series(input_label: str, headers: list[DicomHeader]) -> ImageVolume
         if all(h.position is not None for h in ordered)
         else None
     )
-    spacing_z = _slice_spacing(ordered, positions, problems)
     physical = _modality_is_physical(first.modality)
     pixels = np.empty((len(ordered), first.rows, first.cols), dtype=np.float32)
     for z, header in enumerate(ordered):
         frames = read_frames(header, physical=physical)
         pixels[z] = frames[0]
         _drop_pixels(header)
+    copies = _copies(ordered, positions, pixels, problems)
+    if copies:
+        keep = [z for z in range(len(ordered)) if z not in copies]
+        ordered = [ordered[z] for z in keep]
+        pixels = pixels[keep]
+        positions = positions[keep] if positions is not None else None
+    spacing_z = _slice_spacing(ordered, positions, problems)
     syntaxes = tuple(sorted({h.transfer_syntax for h in ordered}))
     return ImageVolume(
         input=input_label,
@@ -223,6 +229,32 @@ def assemble_series(input_label: str, headers: list[DicomHeader]) -> ImageVolume
         attributes=_attributes(first, syntaxes, len(ordered)),
         problems=problems,
     )
+
+
+def _copies(
+    ordered: list[DicomHeader],
+    positions: np.ndarray | None,
+    pixels: np.ndarray,
+    problems: list[str],
+) -> set[int]:
+    """Slices that repeat the slice before them exactly, at the same position: one image
+    stored twice under two instance UIDs (re-sent after a re-encoding, say). The first copy is
+    analysed and a problem names both files; two images that merely share a position (echoes,
+    phases) differ in their pixels and both stay."""
+    if positions is None:
+        return set()
+    copies: set[int] = set()
+    for z in range(1, len(ordered)):
+        if np.abs(positions[z] - positions[z - 1]).max() >= _SAME_POSITION_MM:
+            continue
+        if np.array_equal(pixels[z], pixels[z - 1]):
+            copies.add(z)
+            problems.append(
+                f"{ordered[z - 1].path.name} and {ordered[z].path.name} hold the same image at "
+                "the same position under two instance UIDs (one image stored twice); the "
+                "second copy was ignored"
+            )
+    return copies
 
 
 def _drop_pixels(header: DicomHeader) -> None:
