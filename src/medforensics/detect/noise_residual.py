@@ -15,9 +15,9 @@ their neighbours. This detector measures that disagreement:
    level up read as 20 spreads, and 8-bit exports of authentic radiographs scored 0.57 to 0.84,
    ``manipulated``; 16-bit and 12-bit images are not affected);
 4. a cluster statistic (sum of deviations over 2×2 and 3×3 tiles / √count) and its maximum over the
-   volume, divided by √(2 ln N), the expected maximum of N independent standard normals; a
-   single projection image is also measured against the ring of tiles 3 to 6 away, and the
-   larger statistic counts (``RING_INNER``: a patch wider than the neighbourhood);
+   volume, divided by √(2 ln N), the expected maximum of N independent standard normals; in
+   a single projection image, tiles are compared only with tiles of like brightness, and also
+   with the ring of tiles 3 to 6 away, and the larger statistic counts (``RING_INNER``);
 5. Platt calibration of that statistic into a probability, and an operating point, both read
    from a calibration file shipped with the package (``models/noise-residual.json``).
 
@@ -53,13 +53,15 @@ _MIN_SPREAD = 0.02
 #: tiles away (48-96 px at 16 px tiles): a patch spliced from a less (or more) noisy image is
 #: several tiles wide, and against the 5x5 neighbourhood its inner tiles meet only each other
 #: (the demo's 100 px patch scored 2.39, as much as authentic CT gives, ``authentic``; with
-#: the ring 5.17). Measured for radiographs only (``benchmarks/dev_xr_splice.py``, and
+#: the ring 5.23). Measured for radiographs only (``benchmarks/dev_xr_splice.py``, and
 #: docs/xray-mri.md): CT's route in ``auto`` does not use this detector, and MR's noise
 #: follows the receive coils
 RING_INNER = 3
 RING_OUTER = 6
-#: ring tiles count only when their mean lies within this share of the image's 1-99 percentile
-#: range of tile means of the tile's own (``_ring_median``)
+#: in a single radiograph, neighbours and ring tiles count only when their mean lies within this
+#: share of the image's 1-99 percentile range of tile means of the tile's own (``_median_over``):
+#: without it, pynetdicom's Elekta portal image of a steel ball scored 5.18 (0.571,
+#: ``manipulated``), the noise behind the ball being higher; with it 1.28
 RING_LEVEL_TOLERANCE = 0.05
 
 DEFAULT_CALIBRATION = "noise-residual.json"
@@ -127,63 +129,66 @@ def tile_mean(image: np.ndarray, tile: int) -> np.ndarray:
     return np.asarray(image[:rows, :cols].reshape(grid).mean(axis=(1, 3)), dtype=np.float64)
 
 
-def _neighbour_median(log_sigma: np.ndarray) -> np.ndarray:
-    """Median of each tile's valid neighbours: 5×5 in-plane and 3×3 in the adjacent slices."""
-    n_slices = log_sigma.shape[0]
-    padded = np.pad(log_sigma, ((1, 1), (2, 2), (2, 2)), constant_values=np.nan)
-    shifts = []
-    for dz in (-1, 0, 1):
-        if dz != 0 and n_slices == 1:
-            continue
-        span = 2 if dz == 0 else 1
-        for dy in range(-span, span + 1):
-            for dx in range(-span, span + 1):
-                if dz == 0 and dy == 0 and dx == 0:
-                    continue
-                shifts.append(
-                    padded[
-                        1 + dz : 1 + dz + n_slices,
-                        2 + dy : 2 + dy + log_sigma.shape[1],
-                        2 + dx : 2 + dx + log_sigma.shape[2],
-                    ]
-                )
-    stack = np.stack(shifts)
-    expected, counts = _nanmedian_first(stack)
-    expected[counts < 4] = np.nan
-    return expected
+def _neighbour_median(
+    log_sigma: np.ndarray, level: np.ndarray | None = None, tolerance: float = math.inf
+) -> np.ndarray:
+    """Median of each tile's valid neighbours: 5×5 in-plane and 3×3 in the adjacent slices
+    (of like brightness only, given the tiles' mean ``level``: see ``_like``)."""
+    shifts = [
+        (dz, dy, dx)
+        for dz in ((-1, 0, 1) if log_sigma.shape[0] > 1 else (0,))
+        for dy in range(-2 if dz == 0 else -1, 3 if dz == 0 else 2)
+        for dx in range(-2 if dz == 0 else -1, 3 if dz == 0 else 2)
+        if (dz, dy, dx) != (0, 0, 0)
+    ]
+    return _median_over(log_sigma, shifts, level, tolerance, min_count=4)
 
 
 def _ring_median(log_sigma: np.ndarray, level: np.ndarray, tolerance: float) -> np.ndarray:
     """Median of each tile's valid in-plane tiles ``RING_INNER`` to ``RING_OUTER`` tiles away
-    (Chebyshev distance) whose mean ``level`` is within ``tolerance`` of its own: the noise
-    around a region that its own tiles do not vote on, at the same signal. In a radiograph the
-    noise follows the signal (fewer photons behind bone, a metal ball, the mediastinum), so only
-    tiles of like brightness are a fair reference; a tile with too few of them has none."""
-    rows, cols = log_sigma.shape[1:]
+    (Chebyshev distance) of like brightness: the noise around a region that its own tiles do
+    not vote on."""
     r = RING_OUTER
     shifts = [
-        (dy, dx)
+        (0, dy, dx)
         for dy in range(-r, r + 1)
         for dx in range(-r, r + 1)
         if max(abs(dy), abs(dx)) >= RING_INNER
     ]
-    padded = np.pad(log_sigma, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
-    levels = np.pad(level, ((0, 0), (r, r), (r, r)), constant_values=np.nan)
-    stack = np.stack(
-        [padded[:, r + dy : r + dy + rows, r + dx : r + dx + cols] for dy, dx in shifts]
-    )
-    unlike = np.stack(
-        [
-            ~(
-                np.abs(levels[:, r + dy : r + dy + rows, r + dx : r + dx + cols] - level)
-                <= tolerance
-            )
-            for dy, dx in shifts
+    return _median_over(log_sigma, shifts, level, tolerance, min_count=len(shifts) // 4)
+
+
+def _median_over(
+    log_sigma: np.ndarray,
+    shifts: list[tuple[int, int, int]],
+    level: np.ndarray | None,
+    tolerance: float,
+    min_count: int,
+) -> np.ndarray:
+    """Median of ``log_sigma`` at each tile's ``(dz, dy, dx)`` offsets, over the valid ones
+    whose mean ``level`` lies within ``tolerance`` of the tile's own (all, without ``level``).
+
+    In a radiograph the noise follows the signal (fewer photons behind bone, a metal ball, the
+    mediastinum), so only tiles of like brightness are a fair reference; a tile with fewer
+    than ``min_count`` of them has none (NaN).
+    """
+    n_slices, rows, cols = log_sigma.shape
+    pz = max(abs(dz) for dz, _, _ in shifts)
+    p = max(max(abs(dy), abs(dx)) for _, dy, dx in shifts)
+
+    def shifted(a: np.ndarray) -> list[np.ndarray]:
+        padded = np.pad(a, ((pz, pz), (p, p), (p, p)), constant_values=np.nan)
+        return [
+            padded[pz + dz : pz + dz + n_slices, p + dy : p + dy + rows, p + dx : p + dx + cols]
+            for dz, dy, dx in shifts
         ]
-    )
-    stack[unlike] = np.nan
+
+    stack = np.stack(shifted(log_sigma))
+    if level is not None and math.isfinite(tolerance):
+        unlike = np.stack([~(np.abs(other - level) <= tolerance) for other in shifted(level)])
+        stack[unlike] = np.nan
     expected, counts = _nanmedian_first(stack)
-    expected[counts < len(shifts) // 4] = np.nan
+    expected[counts < min_count] = np.nan
     return expected
 
 
@@ -224,12 +229,15 @@ def _cluster(z: np.ndarray) -> np.ndarray:
     return np.where(valid, best, np.nan)
 
 
-def tile_statistics(volume: ImageVolume, tile: int, ring: bool | None = None) -> TileStatistics:
+def tile_statistics(
+    volume: ImageVolume, tile: int, radiograph: bool | None = None
+) -> TileStatistics:
     """Compute the per-tile noise statistics of a volume, one slice at a time.
 
-    ``ring`` (default: for a single projection image, ``ImageVolume.is_projection``) also
-    compares each tile with the ring of tiles ``RING_INNER`` to ``RING_OUTER`` away, and keeps
-    the larger cluster statistic of the two comparisons: see ``RING_INNER``.
+    ``radiograph`` (default: for a single projection image, ``ImageVolume.is_projection``)
+    compares each tile only with tiles of like brightness (``RING_LEVEL_TOLERANCE``), and also
+    with the ring of tiles ``RING_INNER`` to ``RING_OUTER`` away, keeping the larger cluster
+    statistic of the two comparisons: see ``RING_INNER``.
     """
     log_sigma = np.stack(
         [
@@ -237,17 +245,21 @@ def tile_statistics(volume: ImageVolume, tile: int, ring: bool | None = None) ->
             for image in volume.pixels
         ]
     )
-    deviation = log_sigma - _neighbour_median(log_sigma)
+    if radiograph is None:
+        radiograph = volume.is_projection and not volume.is_volume
+    level, tolerance = None, math.inf
+    if radiograph:
+        level = np.stack([tile_mean(image, tile) for image in volume.pixels])
+        tolerance = RING_LEVEL_TOLERANCE * float(np.subtract(*np.percentile(level, [99, 1])))
+    deviation = log_sigma - _neighbour_median(log_sigma, level, tolerance)
     valid = ~np.isnan(deviation)
     n_valid = int(valid.sum())
     if n_valid < _MIN_TILES:
         return TileStatistics(log_sigma, np.full(log_sigma.shape, np.nan), tile, n_valid)
     floor = grid_resolution(log_sigma, value_step(volume.pixels))
     cluster = _cluster(_standardised(deviation, floor))
-    if ring if ring is not None else (volume.is_projection and not volume.is_volume):
-        level = np.stack([tile_mean(image, tile) for image in volume.pixels])
-        spread = np.subtract(*np.nanpercentile(level, [99, 1]))
-        around = log_sigma - _ring_median(log_sigma, level, RING_LEVEL_TOLERANCE * spread)
+    if level is not None:
+        around = log_sigma - _ring_median(log_sigma, level, tolerance)
         if np.any(~np.isnan(around)):
             cluster = np.fmax(cluster, _cluster(_standardised(around, floor)))
     return TileStatistics(log_sigma, cluster, tile, n_valid)
