@@ -91,19 +91,6 @@ def _zip_escape(tmp_path: Path) -> Path:
     return path
 
 
-def _inconsistent_series(tmp_path: Path) -> Path:
-    written = write_series(tmp_path / "inconsistent", n_slices=4, seed=9)
-    odd = write_series(
-        tmp_path / "odd-size", n_slices=1, seed=10, shuffle=False, series_uid=written.series_uid
-    )
-    ds = pydicom.dcmread(odd.paths[0])
-    ds.Rows, ds.Columns = 32, 32
-    ds.PixelData = np.zeros((32, 32), dtype=np.int16).tobytes()
-    ds.ImagePositionPatient = [-30.0, -20.0, 58.0]
-    ds.save_as(written.folder / "odd.dcm", enforce_file_format=True)
-    return written.folder
-
-
 def _huge_declared(tmp_path: Path) -> Path:
     written = write_series(tmp_path / "src-huge", n_slices=1, seed=12, shuffle=False)
     ds = pydicom.dcmread(written.paths[0])
@@ -177,7 +164,6 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
         ),
         ("JPEG 2000",),
     ),
-    "inconsistent-slice-sizes": (_inconsistent_series, ("inconsistent slice sizes", "odd.dcm")),
     "declared-size-exhausts-memory": (_huge_declared, ("65535x65535", "limit")),
     "empty-folder": (_empty_folder, ("empty",)),
     "zip-bomb": (_zip_bomb, ("bomb.zip",)),

@@ -233,3 +233,58 @@ def test_series_without_positions_falls_back_to_instance_number(ct_series: Writt
     np.testing.assert_allclose(volume.pixels, ct_series.hu_volume, atol=HU_TOLERANCE)
     assert any("InstanceNumber" in p for p in volume.problems)
     assert volume.positions is None
+
+
+def _add_to_series(
+    written: WrittenSeries, name: str, rows: int, cols: int, **geometry: object
+) -> Path:
+    """A file of another size or plane, filed under ``written``'s series UID."""
+    from pydicom.uid import generate_uid
+
+    ds = pydicom.dcmread(written.paths[0])
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Rows, ds.Columns = rows, cols
+    ds.PixelData = np.full((rows, cols), 1024, dtype=np.uint16).tobytes()
+    for keyword, value in geometry.items():
+        setattr(ds, keyword, value)
+    path = written.folder / name
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def test_a_series_of_two_sizes_is_analysed_in_two_parts(ct_series: WrittenSeries) -> None:
+    # a screenshot or a dose page filed under the series' UID used to lose the whole series
+    odd = _add_to_series(ct_series, "zz-odd-size.dcm", 32, 32)
+
+    volumes = _volumes(list(load_paths([ct_series.folder])))
+
+    assert [v.shape for v in volumes] == [ct_series.hu_volume.shape, (1, 32, 32)]
+    main, part = volumes
+    np.testing.assert_allclose(main.pixels, ct_series.hu_volume, atol=HU_TOLERANCE)
+    assert odd not in main.source_files and part.source_files == [odd]
+    assert main.series_uid == part.series_uid == ct_series.series_uid
+    for volume, geometry in ((main, "64x48 axial, 8 file(s)"), (part, "32x32 axial, 1 file(s)")):
+        (note,) = [p for p in volume.problems if "geometries" in p]
+        assert note.endswith(geometry), note
+
+
+def test_a_localizer_in_the_axial_series_is_its_own_image(ct_series: WrittenSeries) -> None:
+    # same size, another plane: stacked with the axial slices it would be a bogus slice
+    rows, cols = ct_series.hu_volume.shape[1:]
+    scout = _add_to_series(
+        ct_series,
+        "zz-localizer.dcm",
+        rows,
+        cols,
+        ImageOrientationPatient=[1.0, 0.0, 0.0, 0.0, 0.0, -1.0],
+        ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"],
+    )
+
+    volumes = _volumes(list(load_paths([ct_series.folder])))
+
+    assert [v.shape[0] for v in volumes] == [ct_series.hu_volume.shape[0], 1]
+    assert volumes[1].source_files == [scout]
+    assert "coronal" in " ".join(volumes[1].problems)
+    assert not [p for p in volumes[0].problems if "oriented differently" in p]
+    results = list(scan_paths([str(ct_series.folder)]))
+    assert [r.error for r in results] == [None, None]

@@ -109,8 +109,8 @@ def _load_series(label: str, paths: Sequence[str]) -> Iterator[ImageVolume | Loa
             yield _assemble(label, partial(assemble_multiframe, label, header), path)
         else:
             headers.append(header)
-    for members in group_series(headers).values():
-        yield _assemble(label, partial(assemble_series, label, members), str(members[0].path))
+    for key, members in group_series(headers).items():
+        yield _assemble(label, partial(assemble_series, label, members, key), str(members[0].path))
 
 
 def _assemble(label: str, build: Callable[[], ImageVolume], where: str) -> ImageVolume | LoadError:

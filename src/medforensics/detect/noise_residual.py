@@ -248,7 +248,7 @@ def tile_statistics(
     if radiograph is None:
         radiograph = volume.is_projection and not volume.is_volume
     level, tolerance = None, math.inf
-    if radiograph:
+    if radiograph and log_sigma.size:  # an image smaller than a tile has no tiles
         level = np.stack([tile_mean(image, tile) for image in volume.pixels])
         tolerance = RING_LEVEL_TOLERANCE * float(np.subtract(*np.percentile(level, [99, 1])))
     deviation = log_sigma - _neighbour_median(log_sigma, level, tolerance)

@@ -138,9 +138,9 @@ def _load_folder(
         except Exception as exc:  # a reader bug must not end the folder, let alone the batch
             yield LoadError(input_label, where, _internal_error(exc))
             yielded_image = True
-    for _key, members in sorted(group_series(headers).items(), key=lambda kv: kv[0].series_uid):
+    for key, members in sorted(group_series(headers).items(), key=lambda kv: kv[0].series_uid):
         try:
-            yield assemble_series(input_label, members)
+            yield assemble_series(input_label, members, key)
         except ReadError as error:
             yield LoadError(
                 input_label, _relabel(error.path, folder, input_label, archive_label), error.message

@@ -24,9 +24,12 @@ _GAP_FACTOR = 1.5
 
 @dataclass(frozen=True)
 class SeriesKey:
-    """What keeps two files apart: series UID, and for safety the image geometry."""
+    """What keeps two files apart: series UID, and the image geometry (size, plane) when one
+    series holds several (``parts`` of them; ``geometry`` says which this is)."""
 
     series_uid: str
+    geometry: str = ""
+    parts: int = 1
 
     @staticmethod
     def of(header: DicomHeader) -> SeriesKey:
@@ -40,10 +43,13 @@ PROJECTION_MODALITIES = frozenset(
 
 
 def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHeader]]:
-    """Group single-frame files by SeriesInstanceUID.
+    """Group single-frame files by SeriesInstanceUID, then by geometry.
 
     Files without a series UID, and projection images (radiographs, ultrasound, photos), stand
-    alone: stacking two radiographs into a "volume" would be meaningless.
+    alone: stacking two radiographs into a "volume" would be meaningless. A series whose files
+    differ in size or plane (a localizer filed with the axial slices, an MR three-plane
+    localizer, a screenshot) is analysed in parts, one per geometry, largest first: stacked,
+    it would be no volume at all.
     """
     groups: dict[SeriesKey, list[DicomHeader]] = defaultdict(list)
     for header in headers:
@@ -52,7 +58,54 @@ def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHe
         else:
             key = SeriesKey.of(header)
         groups[key].append(header)
-    return dict(groups)
+    return {
+        part: members for key, group in groups.items() for part, members in _by_geometry(key, group)
+    }
+
+
+#: slice normals closer than this (cosine) are one plane
+_SAME_PLANE = 0.999
+
+
+def _by_geometry(
+    key: SeriesKey, headers: list[DicomHeader]
+) -> list[tuple[SeriesKey, list[DicomHeader]]]:
+    """``headers`` split by size (rows, columns, samples) and plane; files without an
+    orientation join the first part of their size."""
+    parts: list[tuple[tuple[int, int, int], np.ndarray | None, list[DicomHeader]]] = []
+    for header in headers:
+        size = (header.rows, header.cols, header.samples)
+        normal = slice_normal(header.orientation) if header.orientation is not None else None
+        for part_size, part_normal, members in parts:
+            if part_size == size and (
+                normal is None
+                or part_normal is None
+                or float(np.dot(normal, part_normal)) >= _SAME_PLANE
+            ):
+                members.append(header)
+                break
+        else:
+            parts.append((size, normal, [header]))
+    if len(parts) == 1:
+        return [(key, headers)]
+    parts.sort(key=lambda part: -len(part[2]))
+    return [
+        (
+            SeriesKey(key.series_uid, f"{size[0]}x{size[1]} {_plane(normal)}", len(parts)),
+            members,
+        )
+        for size, normal, members in parts
+    ]
+
+
+def _plane(normal: np.ndarray | None) -> str:
+    """axial, coronal, sagittal or oblique, from a slice normal in patient coordinates."""
+    if normal is None:
+        return "plane unknown"
+    axis = int(np.argmax(np.abs(normal)))
+    if abs(float(normal[axis])) < 0.9:
+        return "oblique"
+    return ("sagittal", "coronal", "axial")[axis]
 
 
 def slice_normal(orientation: Sequence[float]) -> np.ndarray:
@@ -181,13 +234,23 @@ def _modality_is_physical(modality: str) -> bool:
     return modality in ("CT", "PT")
 
 
-def assemble_series(input_label: str, headers: list[DicomHeader]) -> ImageVolume:
+def assemble_series(
+    input_label: str, headers: list[DicomHeader], key: SeriesKey | None = None
+) -> ImageVolume:
     """Read the pixels of a single-frame series into one volume, slice by slice.
+
+    ``key``: the series' key from ``group_series``; when the series was split by geometry, a
+    problem says so.
 
     Raises:
         ReadError: inconsistent slice sizes, undecodable or truncated pixel data, too large.
     """
     problems: list[str] = []
+    if key is not None and key.parts > 1:
+        problems.append(
+            f"series {key.series_uid} holds images of {key.parts} geometries (sizes or planes), "
+            f"analysed apart; this part: {key.geometry}, {len(headers)} file(s)"
+        )
     ordered = _dedupe_and_sort(headers, problems)
     _check_uniform(ordered)
     first = ordered[0]
