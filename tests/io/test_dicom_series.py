@@ -266,6 +266,14 @@ def test_a_series_of_two_sizes_is_analysed_in_two_parts(ct_series: WrittenSeries
     for volume, geometry in ((main, "64x48 axial, 8 file(s)"), (part, "32x32 axial, 1 file(s)")):
         (note,) = [p for p in volume.problems if "geometries" in p]
         assert note.endswith(geometry), note
+    assert (main.attributes["SeriesPart"], part.attributes["SeriesPart"]) == (
+        "1 of 2: 64x48 axial",
+        "2 of 2: 32x32 axial",
+    )
+    # each part gets its own reports: the second must not overwrite the first
+    from medforensics.report.build import report_stem
+
+    assert report_stem(main) != report_stem(part)
 
 
 def test_a_localizer_in_the_axial_series_is_its_own_image(ct_series: WrittenSeries) -> None:

@@ -30,6 +30,7 @@ class SeriesKey:
     series_uid: str
     geometry: str = ""
     parts: int = 1
+    part: int = 1
 
     @staticmethod
     def of(header: DicomHeader) -> SeriesKey:
@@ -91,10 +92,12 @@ def _by_geometry(
     parts.sort(key=lambda part: -len(part[2]))
     return [
         (
-            SeriesKey(key.series_uid, f"{size[0]}x{size[1]} {_plane(normal)}", len(parts)),
+            SeriesKey(
+                key.series_uid, f"{size[0]}x{size[1]} {_plane(normal)}", len(parts), index + 1
+            ),
             members,
         )
-        for size, normal, members in parts
+        for index, (size, normal, members) in enumerate(parts)
     ]
 
 
@@ -246,7 +249,8 @@ def assemble_series(
         ReadError: inconsistent slice sizes, undecodable or truncated pixel data, too large.
     """
     problems: list[str] = []
-    if key is not None and key.parts > 1:
+    split = key is not None and key.parts > 1
+    if key is not None and split:
         problems.append(
             f"series {key.series_uid} holds images of {key.parts} geometries (sizes or planes), "
             f"analysed apart; this part: {key.geometry}, {len(headers)} file(s)"
@@ -289,7 +293,8 @@ def assemble_series(
         transfer_syntax=syntaxes,
         bits_stored=first.bits_stored,
         channels=first.samples,
-        attributes=_attributes(first, syntaxes, len(ordered)),
+        attributes=_attributes(first, syntaxes, len(ordered))
+        | ({"SeriesPart": f"{key.part} of {key.parts}: {key.geometry}"} if key and split else {}),
         problems=problems,
     )
 

@@ -90,7 +90,8 @@ def report_stem(volume: ImageVolume) -> str:
     """A file-system-safe stem for ``volume``'s reports.
 
     The input's name without its usual suffix; for a folder or archive (which may hold several
-    series) the tail of the SeriesInstanceUID is added, or the file name for non-DICOM members.
+    series) the tail of the SeriesInstanceUID is added (and the part, for a series analysed in
+    parts), or the file name for non-DICOM members.
     """
     source = Path(volume.input.rstrip("/\\") or volume.input)
     name = source.name or "input"
@@ -103,6 +104,9 @@ def report_stem(volume: ImageVolume) -> str:
     if from_container:
         if volume.series_uid:
             stem += "_" + safe_name(volume.series_uid)[-16:]
+            part = volume.attributes.get("SeriesPart", "")
+            if part:  # a series analysed in parts (geometries): one report each
+                stem += "_part" + part.split(" ", 1)[0]
         elif volume.source_files:
             stem += "_" + safe_name(volume.source_files[0].stem, 40)
     return stem
