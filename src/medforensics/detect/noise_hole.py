@@ -27,10 +27,10 @@ What is computed, per slice:
    image's edge are padding outside the reconstruction circle and are left out.
 
 A slice whose reference is below ``MIN_REFERENCE`` (noise near the rounding floor), or whose
-holes away from its largest one cover more than ``MAX_SCATTERED_SHARE`` of its tissue (smoothed
-throughout, not edited in one place), is not measured, and lossy-compressed pixels
-(``compression``: declared, or JPEG 2000's trace) are not assessed at all: compression takes
-the noise out of flat tissue. The volume's
+holes away from its largest one cover more than ``MAX_SCATTERED_SHARE`` of its tissue or number
+more than ``MAX_OTHER_HOLES`` (smoothed throughout, not edited in one place), is not measured,
+and lossy-compressed pixels (``compression``: declared, or JPEG 2000's trace) are not assessed
+at all: compression takes the noise out of flat tissue. The volume's
 evidence is its largest radius; the ``MAX_FINDINGS`` largest holes are ``local`` findings.
 
 Score. A stated rule, as for the other training-free checks: ``CALIBRATION`` maps the radius to
@@ -95,6 +95,12 @@ MAX_SCATTERED_SHARE = 0.05
 #: cells around the largest hole that still belong to the same edit (a vessel or a seam can
 #: split one painted region in two)
 EDIT_REACH = 8
+#: a slice with more holes than this away from its largest one was smoothed throughout too:
+#: an edge-preserving filter (a proxy for iterative or deep-learning reconstruction, which we
+#: have no scans of) leaves dozens of small holes in every flat organ (14 to 199 on the GE
+#: slices after a mild bilateral filter or TV denoising, ``benchmarks/dev_recon.py``), where
+#: acquired tissue has none (``dev_noise_hole.py``) and an edit leaves one in one place
+MAX_OTHER_HOLES = 3
 #: fewer tissue cells than this and the slice is not measured
 MIN_CELLS = 400
 #: smallest in-plane side measured
@@ -184,7 +190,8 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
         holes &= ~np.isin(labels, edge[edge > 0])
     if not holes.any():
         return Hole(z, h // 2, w // 2, 0.0, 0.0, reference)
-    if _scattered(holes, labels) > MAX_SCATTERED_SHARE * tissue.sum():
+    scattered, others = _scattered(holes, labels)
+    if scattered > MAX_SCATTERED_SHARE * tissue.sum() or others > MAX_OTHER_HOLES:
         return None
     depth = ndimage.distance_transform_edt(holes)
     r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
@@ -198,15 +205,17 @@ def slice_hole(image: np.ndarray, z: int = 0) -> Hole | None:
     )
 
 
-def _scattered(holes: np.ndarray, labels: np.ndarray) -> int:
-    """Hole cells farther than ``EDIT_REACH`` cells from the largest hole (``labels``: the
-    connected components of the holes, or of a superset of them)."""
+def _scattered(holes: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+    """Hole cells farther than ``EDIT_REACH`` cells from the largest hole, and the number of
+    holes they belong to (``labels``: the connected components of the holes, or of a superset
+    of them)."""
     sizes = np.bincount(labels[holes])
     sizes[0] = 0
     largest = (labels == int(np.argmax(sizes))) & holes
     reach = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDIT_REACH + 1,) * 2)
     near = cv2.dilate(largest.view(np.uint8), reach).view(bool)
-    return int((holes & ~near).sum())
+    away = holes & ~near
+    return int(away.sum()), len(np.unique(labels[away]))
 
 
 def _residual(x: np.ndarray) -> np.ndarray:
