@@ -106,7 +106,6 @@ DICOM3TOOLS_MR = Path("/usr/share/doc/dicom3tools/examples/0051.dcm")
 
 def xr_mr_units(data: Path) -> list[ImageVolume]:
     """Radiographs and MR slices as single 2D images."""
-    from medforensics.samples import radiograph_phantom
 
     paths = [str(data / "pydicom_data_samples" / "RG1_UNCR.dcm")]
     paths.append(str(data / "brain_mri_t1_colin27_mricron_data"))
@@ -128,18 +127,22 @@ def xr_mr_units(data: Path) -> list[ImageVolume]:
                     positions=None,
                 )
             )
-    for seed in range(4):
-        pixels = radiograph_phantom(1024, np.random.default_rng(seed)).astype(np.float32)
-        out.append(
-            ImageVolume(
-                input=f"radiograph phantom {seed}",
-                kind="image",
-                modality="OT",
-                pixels=pixels.reshape(1, *pixels.shape[-2:]),
-                spacing=(1.0, 0.15, 0.15),
-            )
-        )
+    out.extend(phantom_radiograph(1024, seed, f"radiograph phantom {seed}") for seed in range(4))
     return out
+
+
+def phantom_radiograph(size: int, seed: int, name: str) -> ImageVolume:
+    """A ``samples`` phantom radiograph (``size``², seeded), as a PNG would be read."""
+    from medforensics.samples import radiograph_phantom
+
+    pixels = radiograph_phantom(size, np.random.default_rng(seed)).astype(np.float32)
+    return ImageVolume(
+        input=name,
+        kind="image",
+        modality="OT",
+        pixels=pixels.reshape(1, *pixels.shape[-2:]),
+        spacing=(1.0, 0.15, 0.15),
+    )
 
 
 def as_jpeg(volume: ImageVolume, quality: int) -> ImageVolume:

@@ -36,11 +36,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+sys.path.insert(0, str(Path(__file__).parent))
+from dev_lossy import phantom_radiograph
+
 from medforensics.detect import masks
 from medforensics.detect.noise_residual import NoiseResidualDetector, tile_statistics
 from medforensics.io.loader import load_paths
 from medforensics.io.types import ImageVolume
-from medforensics.samples import radiograph_phantom
 
 NOISE_SCALES = (0.4, 0.6, 1.6)
 #: patch sides at 512² (scaled with the image)
@@ -54,18 +56,11 @@ def authentic(data: Path) -> list[ImageVolume]:
     if portal is not None:
         paths.append(str(portal))
     out = [v for v in load_paths(paths) if isinstance(v, ImageVolume)]
-    for size in (512, 1024):
-        for seed in range(4):
-            pixels = radiograph_phantom(size, np.random.default_rng(seed)).astype(np.float32)
-            out.append(
-                ImageVolume(
-                    input=f"phantom {size} #{seed}",
-                    kind="image",
-                    modality="OT",
-                    pixels=pixels.reshape(1, *pixels.shape[-2:]),
-                    spacing=(1.0, 0.15, 0.15),
-                )
-            )
+    out.extend(
+        phantom_radiograph(size, seed, f"phantom {size} #{seed}")
+        for size in (512, 1024)
+        for seed in range(4)
+    )
     return out
 
 
@@ -197,7 +192,6 @@ def main(argv: list[str] | None = None) -> int:
     _print_edit("simulator splice", found, clean, threshold)
 
     if args.ct:
-        sys.path.insert(0, str(Path(__file__).parent))
         from dev_lossy import units
 
         ct = np.array([statistics(unit) for unit in units(args.data)])
