@@ -128,5 +128,5 @@ def test_a_radiograph_is_compared_only_with_tiles_of_like_brightness(
     assert gated <= tile_statistics(ball, 16, radiograph=False).normalised_max
     assert NoiseResidualDetector().detect(ball).verdict == "authentic"
     # every ring tile as a reference, whatever its brightness, the disk's noise reads as an edit
-    monkeypatch.setattr(noise_residual, "RING_LEVEL_TOLERANCE", float("inf"))
+    monkeypatch.setattr(noise_residual, "BRIGHTNESS_TOLERANCE", float("inf"))
     assert tile_statistics(ball, 16).normalised_max > gated + 2

@@ -62,7 +62,7 @@ RING_OUTER = 6
 #: share of the image's 1-99 percentile range of tile means of the tile's own (``_median_over``):
 #: without it, pynetdicom's Elekta portal image of a steel ball scored 5.18 (0.571,
 #: ``manipulated``), the noise behind the ball being higher; with it 1.28
-RING_LEVEL_TOLERANCE = 0.05
+BRIGHTNESS_TOLERANCE = 0.05
 
 DEFAULT_CALIBRATION = "noise-residual.json"
 
@@ -133,7 +133,7 @@ def _neighbour_median(
     log_sigma: np.ndarray, level: np.ndarray | None = None, tolerance: float = math.inf
 ) -> np.ndarray:
     """Median of each tile's valid neighbours: 5×5 in-plane and 3×3 in the adjacent slices
-    (of like brightness only, given the tiles' mean ``level``: see ``_like``)."""
+    (of like brightness only, given the tiles' mean ``level``: see ``_median_over``)."""
     shifts = [
         (dz, dy, dx)
         for dz in ((-1, 0, 1) if log_sigma.shape[0] > 1 else (0,))
@@ -235,7 +235,7 @@ def tile_statistics(
     """Compute the per-tile noise statistics of a volume, one slice at a time.
 
     ``radiograph`` (default: for a single projection image, ``ImageVolume.is_projection``)
-    compares each tile only with tiles of like brightness (``RING_LEVEL_TOLERANCE``), and also
+    compares each tile only with tiles of like brightness (``BRIGHTNESS_TOLERANCE``), and also
     with the ring of tiles ``RING_INNER`` to ``RING_OUTER`` away, keeping the larger cluster
     statistic of the two comparisons: see ``RING_INNER``.
     """
@@ -250,7 +250,7 @@ def tile_statistics(
     level, tolerance = None, math.inf
     if radiograph and log_sigma.size:  # an image smaller than a tile has no tiles
         level = np.stack([tile_mean(image, tile) for image in volume.pixels])
-        tolerance = RING_LEVEL_TOLERANCE * float(np.subtract(*np.percentile(level, [99, 1])))
+        tolerance = BRIGHTNESS_TOLERANCE * float(np.subtract(*np.percentile(level, [99, 1])))
     deviation = log_sigma - _neighbour_median(log_sigma, level, tolerance)
     valid = ~np.isnan(deviation)
     n_valid = int(valid.sum())

@@ -249,11 +249,11 @@ def assemble_series(
         ReadError: inconsistent slice sizes, undecodable or truncated pixel data, too large.
     """
     problems: list[str] = []
-    split = key is not None and key.parts > 1
-    if key is not None and split:
+    part = key if key is not None and key.parts > 1 else None
+    if part is not None:
         problems.append(
-            f"series {key.series_uid} holds images of {key.parts} geometries (sizes or planes), "
-            f"analysed apart; this part: {key.geometry}, {len(headers)} file(s)"
+            f"series {part.series_uid} holds images of {part.parts} geometries (sizes or planes), "
+            f"analysed apart; this part: {part.geometry}, {len(headers)} file(s)"
         )
     ordered = _dedupe_and_sort(headers, problems)
     _check_uniform(ordered)
@@ -294,7 +294,7 @@ def assemble_series(
         bits_stored=first.bits_stored,
         channels=first.samples,
         attributes=_attributes(first, syntaxes, len(ordered))
-        | ({"SeriesPart": f"{key.part} of {key.parts}: {key.geometry}"} if key and split else {}),
+        | ({"SeriesPart": f"{part.part} of {part.parts}: {part.geometry}"} if part else {}),
         problems=problems,
     )
 
