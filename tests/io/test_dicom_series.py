@@ -296,3 +296,18 @@ def test_a_localizer_in_the_axial_series_is_its_own_image(ct_series: WrittenSeri
     assert not [p for p in volumes[0].problems if "oriented differently" in p]
     results = list(scan_paths([str(ct_series.folder)]))
     assert [r.error for r in results] == [None, None]
+
+
+def test_secondary_captures_without_positions_stand_alone(ct_series: WrittenSeries) -> None:
+    # screenshots or photos filed in one series are separate pictures, not slices of a volume
+    # (a CT series that lost its positions stays one volume: the InstanceNumber test above)
+    for path in ct_series.paths:
+        ds = pydicom.dcmread(path)
+        ds.Modality = "OT"
+        del ds.ImagePositionPatient
+        ds.save_as(path, enforce_file_format=True)
+
+    volumes = _volumes(list(load_paths([ct_series.folder])))
+
+    assert len(volumes) == len(ct_series.paths)
+    assert all(v.shape == (1, *ct_series.hu_volume.shape[1:]) for v in volumes)

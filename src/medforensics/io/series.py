@@ -37,6 +37,8 @@ class SeriesKey:
         return SeriesKey(header.series_uid or f"no-series-uid:{header.path}")
 
 
+#: modalities whose series are stacks of slices even when a file lacks its position
+TOMOGRAPHIC_MODALITIES = frozenset({"CT", "MR", "PT", "NM"})
 #: projection modalities: every file is its own image even when files share a series
 PROJECTION_MODALITIES = frozenset(
     {"CR", "DX", "MG", "IO", "PX", "XA", "RF", "US", "ES", "XC", "OP", "SM", "GM", "DG"}
@@ -46,7 +48,8 @@ PROJECTION_MODALITIES = frozenset(
 def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHeader]]:
     """Group single-frame files by SeriesInstanceUID, then by geometry.
 
-    Files without a series UID, and projection images (radiographs, ultrasound, photos), stand
+    Files without a series UID, projection images (radiographs, ultrasound, photos) and, outside
+    the tomographic modalities, images with no position (secondary captures, screenshots) stand
     alone: stacking two radiographs into a "volume" would be meaningless. A series whose files
     differ in size or plane (a localizer filed with the axial slices, an MR three-plane
     localizer, a screenshot) is analysed in parts, one per geometry, largest first: stacked,
@@ -54,7 +57,9 @@ def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHe
     """
     groups: dict[SeriesKey, list[DicomHeader]] = defaultdict(list)
     for header in headers:
-        if header.modality in PROJECTION_MODALITIES:
+        if header.modality in PROJECTION_MODALITIES or (
+            header.position is None and header.modality not in TOMOGRAPHIC_MODALITIES
+        ):
             key = SeriesKey(f"{header.series_uid}:{header.path}")
         else:
             key = SeriesKey.of(header)
