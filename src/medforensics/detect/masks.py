@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 #: HU above which a CT pixel is "patient or table", not air
 _CT_BODY_HU = -500.0
@@ -13,11 +12,11 @@ _CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, count = ndimage.label(mask)
-    if count <= 1:
+    """The largest 4-connected part of ``mask`` (``ndimage.label``'s default connectivity)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4)
+    if count <= 2:  # background and at most one part
         return mask
-    sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-    return labels == (int(np.argmax(sizes)) + 1)
+    return np.asarray(labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA])))
 
 
 def _otsu(values: np.ndarray) -> float:
@@ -44,7 +43,9 @@ def foreground_mask(image: np.ndarray, modality: str) -> np.ndarray:
     if modality == "CT":
         raw = image > _CT_BODY_HU
     else:
-        smooth = ndimage.uniform_filter(image.astype(np.float32), 5)
+        # ndimage.uniform_filter(…, 5), value for value to float rounding (the same masks on
+        # the radiographs and MR at hand), twenty times faster on a 1024² radiograph
+        smooth = cv2.blur(image.astype(np.float32), (5, 5), borderType=cv2.BORDER_REFLECT)
         raw = smooth > _otsu(smooth[::4, ::4].ravel())
     mask = _fill_holes(_largest_component(_opening(np.ascontiguousarray(raw))))
     if mask.mean() < 0.05:
