@@ -14,7 +14,8 @@ prints, for both ways (5x5 / radiograph mode), the statistic and ``noise-residua
    8-bit JPEG q95);
 2. the same images with a square patch spliced in (feathered 4 px): the patch keeps the image's
    structure but its noise is scaled by 0.4, 0.6 or 1.6 (a donor from another detector, dose or
-   processing), 64 to 160 px at 512², two places each; and the simulator's ``splice`` attack;
+   processing), 64 to 160 px at 512², two places each; a disk of radius 16 or 32 px (at 512²)
+   in-painted by OpenCV (Telea), two places each; and the simulator's ``splice`` attack;
 3. with ``--ct``: authentic CT units (``dev_lossy.units``), both ways, for comparison (CT gets
    the 5x5 comparison).
 
@@ -121,6 +122,22 @@ def spliced(volume: ImageVolume, scale: float, side: int, rng: np.random.Generat
     return _replace(volume, np.rint(out), f"spliced x{scale} {side}px")
 
 
+def inpainted(volume: ImageVolume, radius: int, rng: np.random.Generator) -> ImageVolume:
+    """A disk of ``radius`` px in-painted by OpenCV (Telea), as an attacker removing a lesion
+    without synthesising noise would."""
+    plane = volume.pixels[0].astype(np.float64)
+    depth = ndimage.distance_transform_edt(masks.foreground_mask(plane, volume.modality))
+    ys, xs = np.nonzero(depth >= min(radius + 8, depth.max()))
+    pick = int(rng.integers(len(ys)))
+    yy, xx = np.ogrid[: plane.shape[0], : plane.shape[1]]
+    disk = ((yy - ys[pick]) ** 2 + (xx - xs[pick]) ** 2 <= radius**2).astype(np.uint8)
+    low, high = float(plane.min()), float(plane.max())
+    scaled = np.rint((plane - low) / max(high - low, 1e-6) * 65535).astype(np.uint16)
+    filled = cv2.inpaint(scaled, disk, 5, cv2.INPAINT_TELEA).astype(np.float64)
+    out = np.where(disk > 0, filled / 65535 * (high - low) + low, plane)
+    return _replace(volume, np.rint(out), f"in-painted r{radius}")
+
+
 def statistics(volume: ImageVolume) -> tuple[float, float]:
     """(every tile against its 5x5 neighbours, radiograph mode)."""
     return (
@@ -181,6 +198,13 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(PLACES):
                     found.append(statistics(spliced(base, scale, scaled, rng)))
             _print_edit(f"noise x{scale}, {side} px", found, clean, threshold)
+    for radius in (16, 32):
+        found = []
+        for base in sources:
+            scaled = radius * max(base.shape[1:]) // 512
+            for _ in range(PLACES):
+                found.append(statistics(inpainted(base, scaled, rng)))
+        _print_edit(f"Telea in-painting r{radius}", found, clean, threshold)
     from medforensics.tamper.registry import create_attack
 
     attack = create_attack("splice")
