@@ -252,6 +252,11 @@ def tile_statistics(
         level = np.stack([tile_mean(image, tile) for image in volume.pixels])
         tolerance = BRIGHTNESS_TOLERANCE * float(np.subtract(*np.percentile(level, [99, 1])))
     deviation = log_sigma - _neighbour_median(log_sigma, level, tolerance)
+    if level is not None and int(np.sum(~np.isnan(deviation))) < _MIN_TILES:
+        # a small image (a 128² crop) has too few tiles of like brightness side by side: it
+        # is compared as before, with all its neighbours, rather than not at all
+        level, tolerance = None, math.inf
+        deviation = log_sigma - _neighbour_median(log_sigma)
     valid = ~np.isnan(deviation)
     n_valid = int(valid.sum())
     if n_valid < _MIN_TILES:
