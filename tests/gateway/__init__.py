@@ -40,9 +40,17 @@ DEFAULT_CONTEXTS = (
 
 
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free loopback ports: every probe stays bound until all are chosen
+    (two probes in turn can get the same port, and Orthanc then fails to bind its second)."""
+    with contextlib.ExitStack() as stack:
+        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for probe in probes:
+            probe.bind(("127.0.0.1", 0))
+        return [int(probe.getsockname()[1]) for probe in probes]
 
 
 def have_orthanc(*plugins: Path) -> bool:
@@ -152,8 +160,7 @@ class Orthanc:
         extra: dict[str, Any] | None = None,
     ) -> None:
         self.root = root
-        self.http_port = free_port()
-        self.dicom_port = free_port()
+        self.http_port, self.dicom_port = free_ports(2)
         self.ae_title = "ORTHANC"
         self.log = root / "orthanc.log"
         config = {
