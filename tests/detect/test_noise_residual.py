@@ -140,3 +140,22 @@ def test_a_small_radiograph_is_still_assessed() -> None:
     crop = _radiograph(np.rint(1000 + 20 * (xx + 0.3 * yy) + noise))
     result = NoiseResidualDetector().detect(crop)
     assert result.verdict == "authentic", result.notes
+
+
+def test_the_sorted_median_is_numpys_nanmedian() -> None:
+    import warnings
+
+    from medforensics.detect.noise_residual import _nanmedian_first
+
+    rng = np.random.default_rng(7)
+    for shape in ((24, 3, 10, 10), (7, 1, 5, 5), (144, 1, 8, 8)):
+        stack = rng.random(shape)
+        stack[stack < 0.3] = np.nan
+        stack[:, 0, 0, 0] = np.nan  # a tile with no valid value at all
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmedian(stack, axis=0)
+        median, counts = _nanmedian_first(stack)
+        np.testing.assert_array_equal(np.isnan(median), np.isnan(expected))
+        np.testing.assert_allclose(median[~np.isnan(median)], expected[~np.isnan(expected)])
+        np.testing.assert_array_equal(counts, np.sum(~np.isnan(stack), axis=0))
