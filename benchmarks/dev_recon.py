@@ -91,7 +91,7 @@ ESCALATIONS = {
 }
 
 
-def _flagged_by(notes: list[str]) -> list[str]:
+def flagged_by(notes: list[str]) -> list[str]:
     """The routed models whose own answer was not ``authentic``, and the checks that raised
     the verdict."""
     models = [
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             detection = detector.detect(processed(volume, apply))
             verdicts[detection.verdict] += 1
             if detection.verdict != "authentic":
-                parts.update(_flagged_by(detection.notes))
+                parts.update(flagged_by(detection.notes))
         print(
             f"{name:28s} {verdicts['authentic']:9d} {verdicts['inconclusive']:8d} "
             f"{verdicts['manipulated']:6d}  {dict(parts) or '-'}",

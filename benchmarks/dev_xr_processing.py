@@ -31,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
+from dev_recon import flagged_by
 from dev_xr_splice import authentic
 
 from medforensics.detect.registry import create_detector
@@ -98,13 +99,8 @@ def main(argv: list[str] | None = None) -> int:
             detection = detector.detect(processed(base, apply))
             counts[base in real][detection.verdict] += 1
             if detection.verdict != "authentic":
-                parts.update(
-                    note.split(":", 1)[0]
-                    for note in detection.notes
-                    if ": score " in note and not note.endswith("authentic")
-                )
-                if not any(": score " in note for note in detection.notes):
-                    parts[detection.detector] += 1  # a single routed model
+                # a single routed model (the portal image's) leaves no per-model notes
+                parts.update(flagged_by(detection.notes) or [detection.detector])
 
         def cell(c: Counter[str]) -> str:
             return f"{c['authentic']}/{c['inconclusive']}/{c['manipulated']}"
