@@ -18,7 +18,6 @@ figures on these slices are partly in-sample; ``copy-move`` needs no training.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -31,6 +30,7 @@ import pydicom.data
 sys.path.insert(0, str(Path(__file__).parent))
 
 import dev_noise_hole as shared
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect.auto import AutoDetector
 from medforensics.evaluate import roc_auc
@@ -70,12 +70,10 @@ def cases(data: Path, seed: int) -> list[tuple[str, ImageVolume]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
+    parser = data_parser(__doc__)
     parser.add_argument("--seed", type=int, default=5)
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     pyd = Path(pydicom.data.get_testdata_file("CT_small.dcm")).parent
     others = shared._ct(

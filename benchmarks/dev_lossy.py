@@ -23,14 +23,13 @@ their own, the ``compression`` evidence (wavelet level, block grid) and ``noise-
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect.registry import create_detector
 from medforensics.io.loader import load_paths
@@ -217,15 +216,13 @@ def evidence(data: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
+    parser = data_parser(__doc__)
     parser.add_argument("--xr-mr", action="store_true", help="radiographs and MR instead of CT")
     parser.add_argument(
         "--evidence", action="store_true", help="per-model flags and the compression evidence"
     )
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     started = time.time()
     if args.xr_mr or args.evidence:

@@ -18,15 +18,14 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import cv2
 import numpy as np
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect.masks import foreground_mask
 from medforensics.detect.noise_hole import (
@@ -176,12 +175,10 @@ def edits(data: Path, seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
+    parser = data_parser(__doc__)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     started = time.time()
     authentic_radii(args.data)

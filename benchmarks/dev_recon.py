@@ -22,7 +22,6 @@ sufficient.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -36,6 +35,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dev_lossy import units
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect.registry import create_detector
 from medforensics.io.types import ImageVolume
@@ -104,11 +104,9 @@ def flagged_by(notes: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    parser = data_parser(__doc__)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     started = time.time()
     detector = create_detector("auto")

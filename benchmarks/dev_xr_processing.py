@@ -18,7 +18,6 @@ stand-ins for vendor processing to the authentic radiographs of ``dev_xr_splice.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 import time
@@ -33,6 +32,7 @@ from scipy import ndimage
 sys.path.insert(0, str(Path(__file__).parent))
 from dev_recon import flagged_by
 from dev_xr_splice import authentic
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect.registry import create_detector
 from medforensics.io.types import ImageVolume
@@ -80,11 +80,9 @@ def processed(volume: ImageVolume, apply: Filter | None) -> ImageVolume:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    parser = data_parser(__doc__)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     started = time.time()
     detector = create_detector("auto")

@@ -24,7 +24,6 @@ prints, for both ways (5x5 / radiograph mode), the statistic and ``noise-residua
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import io
 import sys
@@ -39,6 +38,7 @@ from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
 from dev_lossy import phantom_radiograph
+from devdata import data_parser, parse_data_args
 
 from medforensics.detect import masks
 from medforensics.detect.noise_residual import NoiseResidualDetector, tile_statistics
@@ -157,12 +157,10 @@ def auc(positives: list[float], negatives: list[float]) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path(__file__).parents[2] / "shared" / "data")
+    parser = data_parser(__doc__)
     parser.add_argument("--ct", action="store_true", help="also authentic CT, with and without")
-    args = parser.parse_args(argv)
-    if not args.data.is_dir():
-        print(f"no data folder at {args.data}", file=sys.stderr)
+    args = parse_data_args(parser, argv)
+    if args is None:
         return 2
     started = time.time()
     detector = NoiseResidualDetector()
