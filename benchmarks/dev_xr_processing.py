@@ -18,7 +18,6 @@ stand-ins for vendor processing to the authentic radiographs of ``dev_xr_splice.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 import time
 from collections import Counter
@@ -30,12 +29,11 @@ import numpy as np
 from scipy import ndimage
 
 sys.path.insert(0, str(Path(__file__).parent))
-from dev_recon import flagged_by
+from dev_recon import flagged_by, processed
 from dev_xr_splice import authentic
 from devdata import data_parser, parse_data_args
 
 from medforensics.detect.registry import create_detector
-from medforensics.io.types import ImageVolume
 
 Filter = Callable[[np.ndarray], np.ndarray]
 
@@ -70,13 +68,6 @@ VARIANTS: dict[str, Filter | None] = {
     "gamma 0.6": _gamma(0.6),
     "bilateral filter": _bilateral,
 }
-
-
-def processed(volume: ImageVolume, apply: Filter | None) -> ImageVolume:
-    if apply is None:
-        return volume
-    planes = [np.rint(apply(plane.astype(np.float32))) for plane in volume.pixels]
-    return dataclasses.replace(volume, pixels=np.stack(planes).astype(np.float32))
 
 
 def main(argv: list[str] | None = None) -> int:
