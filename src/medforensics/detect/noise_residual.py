@@ -194,7 +194,8 @@ def _median_over(
 
 def _nanmedian_first(stack: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``np.nanmedian(stack, axis=0)`` (NaN where all are NaN) and the count of valid values,
-    by one sort (NaN sorts last): seven times faster than ``nanmedian`` on these stacks."""
+    by one sort (NaN sorts last), faster than ``nanmedian`` on these stacks (the values are
+    the same: tests/detect/test_noise_residual.py)."""
     counts = np.sum(~np.isnan(stack), axis=0)
     ordered = np.sort(stack, axis=0)
     lower = np.take_along_axis(ordered, np.maximum(counts - 1, 0)[None] // 2, axis=0)[0]
