@@ -13,11 +13,14 @@ and which part said so:
   (scikit-image, weight 10 and 25);
 * a lower dose: Gaussian noise of 10 HU added.
 
+With ``--series`` it scores the whole Philips and Siemens series instead of the units (a
+check that reads the whole series at once, such as ``copy-move``, sees more there).
+
 Results are rounded to integers, as a scanner writes them. These are proxies: a real iterative
 reconstruction shapes its noise differently, so a clean result here is necessary, not
 sufficient.
 
-    python benchmarks/dev_recon.py [--data ../shared/data]
+    python benchmarks/dev_recon.py [--data ../shared/data] [--series]
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from dev_lossy import units
 from devdata import data_parser, parse_data_args
 
 from medforensics.detect.registry import create_detector
+from medforensics.io.loader import load_paths
 from medforensics.io.types import ImageVolume
 
 Filter = Callable[[np.ndarray], np.ndarray]
@@ -74,6 +78,20 @@ VARIANTS: dict[str, Filter | None] = {
 }
 
 
+SERIES = ("cptac_lscc_C3N-00247_siemens", "lung_pet_ct_dx_A0001_philips")
+
+
+def series(data: Path) -> list[ImageVolume]:
+    """The whole Siemens and Philips series (one per reconstruction)."""
+    return [
+        volume
+        for name in SERIES
+        if (data / name).exists()
+        for volume in load_paths([str(data / name)])
+        if isinstance(volume, ImageVolume)
+    ]
+
+
 def processed(volume: ImageVolume, apply: Filter | None) -> ImageVolume:
     if apply is None:
         return volume
@@ -105,13 +123,17 @@ def flagged_by(notes: list[str]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = data_parser(__doc__)
+    parser.add_argument("--series", action="store_true", help="whole series, not the units")
     args = parse_data_args(parser, argv)
     if args is None:
         return 2
     started = time.time()
     detector = create_detector("auto")
-    cases = units(args.data)
-    print(f"{len(cases)} authentic CT units; auto's verdicts and the parts that were not authentic")
+    cases = series(args.data) if args.series else units(args.data)
+    what = "series" if args.series else "units"
+    print(
+        f"{len(cases)} authentic CT {what}; auto's verdicts and the parts that were not authentic"
+    )
     print(f"{'processing':28s} {'authentic':>9s} {'inconcl.':>8s} {'manip.':>6s}  not authentic")
     for name, apply in VARIANTS.items():
         verdicts: Counter[str] = Counter()

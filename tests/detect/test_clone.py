@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from medforensics.detect.clone import AUTHENTIC_SCORE, CONFIRMED_SCORE, CopyMoveDetector
+from medforensics.detect.clone import (
+    AUTHENTIC_SCORE,
+    CONFIRMED_SCORE,
+    VOTES_AMID_CHANCE,
+    CopyMoveDetector,
+    coherent,
+)
 from medforensics.detect.registry import create_detector
 from medforensics.io.types import ImageVolume
 from medforensics.samples.phantom import radiograph_phantom
@@ -82,3 +90,52 @@ def test_duplicated_slices_are_a_copy_checked_on_a_sample(monkeypatch: pytest.Mo
     assert len({(f.slice, f.row // 32, f.col // 32) for f in sampled.findings}) == len(
         sampled.findings
     )
+
+
+@dataclasses.dataclass
+class _Keypoints:
+    positions: np.ndarray
+    hashes: np.ndarray
+    orientation: np.ndarray
+    width: int
+
+
+def test_where_repeats_are_common_a_copy_needs_more_votes() -> None:
+    # one slice, 256 wide: a pair of chance repeats (2 votes, 10 px apart, one displacement)
+    # and a copied region (10 keypoints, all under another displacement)
+    width = 256
+    places = [(100, 100), (100, 110)] + [(40 + 3 * k, 30 + 2 * k) for k in range(10)]
+    moved = [(150, 160), (150, 170)] + [(40 + 3 * k, 130 + 2 * k) for k in range(10)]
+    rows_cols = np.array(places + moved)
+    hashes = np.arange(1, len(places) + 1, dtype=np.int64)
+    measured = [
+        _Keypoints(
+            positions=(rows_cols[:, 0] * width + rows_cols[:, 1]).astype(np.int64),
+            hashes=np.concatenate([hashes, hashes]),
+            orientation=np.zeros(len(rows_cols), np.int8),
+            width=width,
+        )
+    ]
+    found = [measured[0].positions.copy()]
+    kept, votes = coherent(measured, found)
+    assert votes == [10, 2] and len(kept[0]) == 24
+    kept, votes = coherent(measured, found, min_votes=VOTES_AMID_CHANCE)
+    assert votes == [10] and len(kept[0]) == 20
+    assert set(kept[0].tolist()) == set(found[0][2:12].tolist()) | set(found[0][14:].tolist())
+
+
+def test_a_small_copy_is_not_believed_amid_chance_repeats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from medforensics.detect import copy_move
+
+    volume = _radiograph(1)
+    pixels = volume.pixels.copy()
+    pixels[0, 100:108, 150:158] = pixels[0, 90:98, 70:78]
+    small = ImageVolume(volume.input, volume.kind, volume.modality, pixels)
+    large = _clone(volume)
+    assert CopyMoveDetector().detect(small).verdict == "manipulated"
+    # an image whose residual patterns repeat by chance (smoothed, denoised): 2 % of them
+    monkeypatch.setattr(copy_move.KeypointTable, "chance_repeats", lambda self, copied: 0.02)
+    assert CopyMoveDetector().detect(small).verdict == "authentic"
+    assert CopyMoveDetector().detect(large).verdict == "manipulated"

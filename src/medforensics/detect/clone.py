@@ -26,7 +26,11 @@ export of a low-noise radiograph: a 12-bit image divided by 16 keeps noise of 0.
 or less): the residual is then drawn by smooth anatomy and its quantisation, and exact repeats
 abound (12 to 50 % of all keypoints, against none in images with noise). When more than
 ``CHANCE_REPEATS`` of the keypoints outside a believed copy repeat somewhere, a copy is only
-``inconclusive``.
+``inconclusive``. From ``QUIET_CHANCE`` (1 %) up, a copy must also gather ``VOTES_AMID_CHANCE``
+matched pairs under its one transform: TV denoising of the whole Philips series (3 % of patterns
+repeating) put 2 to 4 chance votes on each of six displacements and was called ``manipulated``
+(``benchmarks/dev_copy_move_chance.py``; now ``authentic``, while a 40 px copy in it is still
+found).
 
 Figures (8-bit exports, value // 16 as ``benchmarks/bench_xr_mr.py`` writes its PNGs, of
 12-bit ``samples.phantom`` radiographs; ``tests/detect/test_auto_benign.py`` keeps such cases):
@@ -57,6 +61,15 @@ AUTHENTIC_SCORE = 0.028
 CONFIRMED = 4
 #: probability given to a confirmed copy
 CONFIRMED_SCORE = 0.97
+#: from this share of keypoints repeating by chance (``KeypointTable.chance_repeats``; acquired
+#: noise: 0.1 % at most), a copy needs ``VOTES_AMID_CHANCE`` matched pairs under its transform
+QUIET_CHANCE = 0.01
+#: matched pairs a copy needs under one transform where repeats are common. In
+#: ``benchmarks/dev_copy_move_chance.py`` chance gave one transform at most 6 on the smoothed,
+#: denoised, 8-bit and JPEG 95 authentic images (JPEG 75's 8x8 block grid gave up to 307, at
+#: chance shares above ``CHANCE_REPEATS``, which caps them anyway); a copied 12 px square of
+#: acquired CT gets 6, 20 px 30, 40 px 127
+VOTES_AMID_CHANCE = 8
 #: smallest side, in pixels, worth searching
 MIN_SIDE = 32
 #: two votes for one displacement confirm a copy when their keypoints are this close: matches of
@@ -118,14 +131,19 @@ class CopyMoveDetector(Detector):
             measured.append(slice_keypoints(volume.pixels[z], volume.modality))
             table.add(measured[-1])
         repeats = table.duplicated()
-        per_slice = coherent(measured, repeats)
+        per_slice, _ = coherent(measured, repeats)
         count = int(sum(len(found) for found in per_slice))
         share = sampled_share(repeats)
-        score = self.score_of(count)
         # past MAX_COHERENT the copy is massive and only a sample was checked: every repeat
         # under a voted displacement counts as the copy's, not as a chance repeat
         explained = count if share == 1.0 else sum(len(found) for found in repeats)
         chance = table.chance_repeats(explained) if count else 0.0
+        if chance >= QUIET_CHANCE:
+            # repeats are common (a smoothed image): two or three chance votes can fall on one
+            # displacement near each other, so a copy must gather more
+            per_slice, _ = coherent(measured, repeats, min_votes=VOTES_AMID_CHANCE)
+            count = int(sum(len(found) for found in per_slice))
+        score = self.score_of(count)
         if chance > CHANCE_REPEATS:
             score = min(score, 0.5)
         findings = []
@@ -167,21 +185,26 @@ def sampled_share(found: Sequence[np.ndarray]) -> float:
     return 1.0 if total <= MAX_COHERENT else MAX_COHERENT / total
 
 
-def coherent(measured: Sequence[SliceKeypoints], found: list[np.ndarray]) -> list[np.ndarray]:
-    """The duplicated keypoints that belong to a coherent copy, per slice.
+def coherent(
+    measured: Sequence[SliceKeypoints], found: list[np.ndarray], min_votes: int = 2
+) -> tuple[list[np.ndarray], list[int]]:
+    """The duplicated keypoints that belong to a coherent copy, per slice, and the votes of
+    each believed transform (largest first).
 
     Args:
         measured: every slice's keypoints (for their hashes and flips).
         found: per slice, the flat positions of duplicated keypoints
             (``KeypointTable.duplicated``).
+        min_votes: matched pairs a transform needs in all (besides two coherent ones).
 
     Returns:
         Per slice, the positions of ``found`` under a displacement (and flip, and slice offset)
-        that has two votes from two places within ``COHERENT_PX`` pixels of each other (see
-        the module notes). With more than ``MAX_COHERENT`` repeats in all, a fixed random
-        sample of that size is checked, and only its members can be returned.
+        that has two votes from two places within ``COHERENT_PX`` pixels of each other and
+        ``min_votes`` votes in all (see the module notes); and those transforms' votes. With
+        more than ``MAX_COHERENT`` repeats in all, a fixed random sample of that size is
+        checked, and only its members can be returned.
     """
-    none = [np.zeros(0, np.int64) for _ in found]
+    none: tuple[list[np.ndarray], list[int]] = ([np.zeros(0, np.int64) for _ in found], [])
     share = sampled_share(found)
     if share < 1.0:
         # a massive copy (duplicated slices: millions of repeats): a fixed sample of the
@@ -240,10 +263,13 @@ def coherent(measured: Sequence[SliceKeypoints], found: list[np.ndarray]) -> lis
         if believed_codes
         else np.zeros(code.size, dtype=bool)
     )
+    codes, votes = np.unique(code[believed], return_counts=True)
+    believed &= np.isin(code, codes[votes >= min_votes])
     hit = np.zeros(z.size, dtype=bool)
     hit[i[believed]] = True
     hit[j[believed]] = True
-    return [flat[hit & (z == k)] for k in range(len(found))]
+    tally = sorted((int(v) for v in votes if v >= min_votes), reverse=True)
+    return [flat[hit & (z == k)] for k in range(len(found))], tally
 
 
 def _clusters(
