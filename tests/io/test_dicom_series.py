@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from pathlib import Path
@@ -311,3 +312,68 @@ def test_secondary_captures_without_positions_stand_alone(ct_series: WrittenSeri
 
     assert len(volumes) == len(ct_series.paths)
     assert all(v.shape == (1, *ct_series.hu_volume.shape[1:]) for v in volumes)
+
+
+def _two_stacks(tmp_path: Path, **tags: tuple[object, object]) -> tuple[Path, list[WrittenSeries]]:
+    """Two 8-slice stacks at the same positions under one series UID, in one folder, the
+    files of each given ``tags`` (keyword: (first stack's value, second's))."""
+    from pydicom.uid import generate_uid
+
+    uid = generate_uid()
+    folder = tmp_path / "two-stacks"
+    folder.mkdir()
+    stacks = []
+    for k in range(2):
+        written = write_series(tmp_path / f"stack{k}", seed=3 + k, series_uid=uid)
+        moved = []
+        for path in written.paths:
+            ds = pydicom.dcmread(path)
+            for keyword, values in tags.items():
+                setattr(ds, keyword, values[k])
+            target = folder / f"s{k}-{path.name}"
+            ds.save_as(target, enforce_file_format=True)
+            moved.append(target)
+        stacks.append(dataclasses.replace(written, folder=folder, paths=moved))
+    return folder, stacks
+
+
+def test_stacks_at_the_same_positions_are_analysed_apart(tmp_path: Path) -> None:
+    # two echoes (or phases, or b-values) of every slice in one series: stacked together they
+    # would sit side by side as neighbouring "slices" and a slice index would not be a place
+    folder, stacks = _two_stacks(tmp_path, EchoTime=(80.0, 10.0))
+
+    volumes = _volumes(list(load_paths([folder])))
+
+    assert [v.shape for v in volumes] == [stacks[0].hu_volume.shape] * 2
+    # ordered by echo time: the 10 ms stack (written second) first
+    for volume, stack in zip(volumes, stacks[::-1], strict=True):
+        assert volume.source_files == stack.paths
+        np.testing.assert_allclose(volume.pixels, stack.hu_volume, atol=HU_TOLERANCE)
+        assert volume.positions is not None
+        np.testing.assert_allclose(volume.positions, stack.positions, atol=1e-4)
+        assert not [p for p in volume.problems if "share" in p]
+    assert [v.attributes["SeriesPart"] for v in volumes] == [
+        "1 of 2: echo time 10.0 ms",
+        "2 of 2: echo time 80.0 ms",
+    ]
+    (note,) = [p for p in volumes[0].problems if "analysed apart" in p]
+    assert "told apart by EchoTime" in note and note.endswith("echo time 10.0 ms, 8 file(s)")
+    from medforensics.report.build import report_stem
+
+    assert report_stem(volumes[0]) != report_stem(volumes[1])
+
+
+def test_stacks_nothing_tells_apart_stay_one_volume_with_a_note(tmp_path: Path) -> None:
+    # an attribute that differs per file (AcquisitionNumber of a sequential scan) is no stack:
+    # it takes 16 values where two images share each position
+    folder, _ = _two_stacks(tmp_path)
+    for k, path in enumerate(sorted(folder.iterdir())):
+        ds = pydicom.dcmread(path)
+        ds.AcquisitionNumber = k + 1
+        ds.save_as(path, enforce_file_format=True)
+
+    volume = _only_volume(folder)
+
+    assert volume.shape[0] == 16
+    assert "SeriesPart" not in volume.attributes
+    assert any("share" in p for p in volume.problems)

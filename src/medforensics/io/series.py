@@ -24,13 +24,16 @@ _GAP_FACTOR = 1.5
 
 @dataclass(frozen=True)
 class SeriesKey:
-    """What keeps two files apart: series UID, and the image geometry (size, plane) when one
-    series holds several (``parts`` of them; ``geometry`` says which this is)."""
+    """What keeps two files apart: series UID, and, when one series holds several volumes,
+    which part this is (``parts`` of them): a geometry (size, plane) or a stack of images that
+    share positions with the others (an echo, a phase, a b-value), as ``geometry`` says in
+    words and ``split`` says why."""
 
     series_uid: str
     geometry: str = ""
     parts: int = 1
     part: int = 1
+    split: str = "geometries (sizes or planes)"
 
     @staticmethod
     def of(header: DicomHeader) -> SeriesKey:
@@ -64,9 +67,110 @@ def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHe
         else:
             key = SeriesKey.of(header)
         groups[key].append(header)
-    return {
-        part: members for key, group in groups.items() for part, members in _by_geometry(key, group)
-    }
+    out: dict[SeriesKey, list[DicomHeader]] = {}
+    for key, group in groups.items():
+        pieces = [
+            (geometry, stack, members)
+            for geometry, same_geometry in _by_geometry(key, group)
+            for stack, members in _by_stack(same_geometry)
+        ]
+        if len(pieces) == 1:
+            out[key] = pieces[0][2]
+            continue
+        for index, (geometry, (label, attribute), members) in enumerate(pieces):
+            where = ", ".join(part for part in (geometry.geometry, label) if part)
+            split = (
+                f"stacks of images at the same positions (echoes, phases or acquisitions, "
+                f"told apart by {attribute})"
+                if attribute and geometry.parts == 1
+                else "geometries (sizes or planes)"
+                if not attribute
+                else f"geometries (sizes or planes) and stacks told apart by {attribute}"
+            )
+            out[SeriesKey(key.series_uid, where, len(pieces), index + 1, split)] = members
+    return out
+
+
+#: header attributes that tell apart stacks of images sharing positions within one series, in
+#: the order they are tried: echoes (multi-echo, Dixon), time points and trigger delays
+#: (dynamic contrast, perfusion, cardiac phases), diffusion weightings, inversion times, flip
+#: angles, acquisitions, image types (Dixon water / fat / in- / opposed-phase)
+STACK_ATTRIBUTES = (
+    ("EchoNumbers", "echo {}"),
+    ("EchoTime", "echo time {} ms"),
+    ("TemporalPositionIdentifier", "time point {}"),
+    ("TriggerTime", "trigger time {} ms"),
+    ("DiffusionBValue", "b = {} s/mm²"),
+    ("InversionTime", "inversion time {} ms"),
+    ("FlipAngle", "flip angle {}°"),
+    ("AcquisitionNumber", "acquisition {}"),
+    ("ImageType", "image type {}"),
+)
+
+
+def _by_stack(
+    headers: list[DicomHeader],
+) -> list[tuple[tuple[str, str], list[DicomHeader]]]:
+    """``headers`` split into stacks when several images share each position (a multi-echo,
+    dynamic or diffusion series): by the first of ``STACK_ATTRIBUTES`` that takes exactly as
+    many values as the most images at one position and leaves no position twice in a stack.
+
+    Stacked together, the echoes or phases of one slice would sit side by side as neighbouring
+    "slices", so every check across slices would compare unlike images, and a finding's slice
+    index would not be a place. Returns ``((label, attribute), members)`` per stack, in order
+    of the attribute's value; one part with an empty label when there is nothing to split or
+    no attribute tells the stacks apart (the series is then read as it is, with a note on the
+    shared positions).
+    """
+    whole: list[tuple[tuple[str, str], list[DicomHeader]]] = [(("", ""), headers)]
+    unique = list({h.sop_instance_uid or str(h.path): h for h in headers}.values())
+    if len(unique) < 2 or any(h.position is None or h.orientation is None for h in unique):
+        return whole
+    normal = slice_normal(unique[0].orientation or ())
+    along = [
+        round(float(np.dot(normal, np.asarray(h.position))) / _SAME_POSITION_MM) for h in unique
+    ]
+    most = max(along.count(value) for value in set(along))
+    if most < 2:
+        return whole
+    for attribute, label in STACK_ATTRIBUTES:
+        found = [_stack_value(h, attribute) for h in unique]
+        values = [v for v in found if v is not None]
+        if len(values) < len(found) or len(set(values)) != most:
+            continue
+        seen: set[tuple[str, int]] = set()
+        clash = False
+        for value, place in zip(values, along, strict=True):
+            clash |= (str(value), place) in seen
+            seen.add((str(value), place))
+        if clash:
+            continue
+        order = sorted(set(values), key=_sort_key)
+        stacks: dict[str, list[DicomHeader]] = {str(v): [] for v in order}
+        for header in headers:
+            stacks[str(_stack_value(header, attribute))].append(header)
+        return [((label.format(v), attribute), stacks[str(v)]) for v in order]
+    return whole
+
+
+def _stack_value(header: DicomHeader, attribute: str) -> str | None:
+    """The attribute's value as text (multi-valued ones joined by backslashes), or ``None``."""
+    value = header.dataset.get(attribute)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | bytes | int | float):
+        return str(value)
+    try:
+        return "\\".join(str(v) for v in value)
+    except TypeError:
+        return str(value)
+
+
+def _sort_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
 
 
 #: slice normals closer than this (cosine) are one plane
@@ -257,8 +361,8 @@ def assemble_series(
     part = key if key is not None and key.parts > 1 else None
     if part is not None:
         problems.append(
-            f"series {part.series_uid} holds images of {part.parts} geometries (sizes or planes), "
-            f"analysed apart; this part: {part.geometry}, {len(headers)} file(s)"
+            f"series {part.series_uid} holds {part.parts} {part.split}, analysed apart; "
+            f"this part: {part.geometry}, {len(headers)} file(s)"
         )
     ordered = _dedupe_and_sort(headers, problems)
     _check_uniform(ordered)
