@@ -200,3 +200,57 @@ def test_pydicom_multiframe_files_read(name: str, n_frames: int) -> None:
     assert volume.shape == (n_frames, reference.Rows, reference.Columns)
     assert sorted(ref.frame for ref in volume.slices) == list(range(n_frames))
     assert np.isfinite(volume.pixels).all()
+
+
+def test_frames_of_two_echoes_in_one_file_are_two_volumes(tmp_path: Path) -> None:
+    # an enhanced MR with two echoes of every slice: frames of one echo form a volume, and a
+    # slice index is a place again (stacked together, echoes would be neighbouring "slices")
+    echoes = [phantom_hu(n_slices=6, seed=41), phantom_hu(n_slices=6, seed=42)]
+    path = tmp_path / "two-echoes.dcm"
+    stored_order = [4, 10, 0, 7, 2, 11, 5, 1, 9, 3, 8, 6]  # echo 2 is slices 6..11
+    ds = write_enhanced_ct(path, np.concatenate(echoes), stored_order)
+    for k, z in enumerate(stored_order):
+        item = ds.PerFrameFunctionalGroupsSequence[k]
+        position = ORIGIN + np.array([0.0, 0.0, (z % 6) * SPACING[0]])
+        item.PlanePositionSequence[0].ImagePositionPatient = position.tolist()
+        item.MREchoSequence = Sequence([_item(EffectiveEchoTime=90.0 if z >= 6 else 12.0)])
+    ds.save_as(path, enforce_file_format=True)
+
+    volumes = list(load_paths([path]))
+
+    assert all(isinstance(v, ImageVolume) for v in volumes), volumes
+    assert [v.shape for v in volumes] == [echoes[0].shape] * 2
+    labels = ("echo time 12.0 ms", "echo time 90.0 ms")
+    for volume, echo, label in zip(volumes, echoes, labels, strict=True):
+        assert isinstance(volume, ImageVolume)
+        np.testing.assert_allclose(volume.pixels, echo, atol=0.25 + 1e-3)
+        assert volume.positions is not None
+        np.testing.assert_allclose(np.diff(volume.positions[:, 2]), SPACING[0])
+        assert volume.attributes["SeriesPart"].endswith(label)
+        assert not [p for p in volume.problems if "share a position" in p]
+    # each part gets its own reports, though both come from one file
+    from medforensics.report.build import report_stem
+
+    assert report_stem(volumes[0]) != report_stem(volumes[1])
+    # each slice still names its frame of the one file
+    assert sorted(ref.frame for v in volumes for ref in v.slices) == list(range(12))
+    assert [ref.frame for ref in volumes[1].slices] == [stored_order.index(z) for z in range(6, 12)]
+
+
+def test_frames_sharing_positions_with_nothing_to_tell_them_apart_stay_together(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "shared-positions.dcm"
+    stored_order = list(range(12))
+    ds = write_enhanced_ct(path, phantom_hu(n_slices=12, seed=43), stored_order)
+    for k in range(12):
+        item = ds.PerFrameFunctionalGroupsSequence[k]
+        item.PlanePositionSequence[0].ImagePositionPatient = (
+            ORIGIN + np.array([0.0, 0.0, (k % 6) * SPACING[0]])
+        ).tolist()
+    ds.save_as(path, enforce_file_format=True)
+
+    volume = _read_one(path)
+
+    assert volume.shape[0] == 12 and "SeriesPart" not in volume.attributes
+    assert any("share a position" in p for p in volume.problems)

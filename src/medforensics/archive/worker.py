@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from medforensics.archive.tasks import DONE, FAILED, SeriesTask
 from medforensics.detect import Detector, create_detector
 from medforensics.io.dicom import read_header
 from medforensics.io.loader import Skipped, load_path
-from medforensics.io.series import assemble_multiframe, assemble_series, group_series
+from medforensics.io.series import assemble_multiframes, assemble_series, group_series
 from medforensics.io.types import ImageVolume, LoadError, ReadError
 from medforensics.scan import ScanResult, analyse_volume, result_from_error
 from medforensics.utils.hashing import file_sha256
@@ -96,6 +96,9 @@ def _worker_name() -> str:
         return "local"
 
 
+_Built = TypeVar("_Built", ImageVolume, list[ImageVolume])
+
+
 def _load_series(label: str, paths: Sequence[str]) -> Iterator[ImageVolume | LoadError]:
     """The loader's series assembly for exactly these files (one folder, one series UID)."""
     headers = []
@@ -106,14 +109,15 @@ def _load_series(label: str, paths: Sequence[str]) -> Iterator[ImageVolume | Loa
             yield LoadError(label, error.path, error.message)
             continue
         if header.is_multiframe:  # rewritten since discovery: still analyse it, on its own
-            yield _assemble(label, partial(assemble_multiframe, label, header), path)
+            built = _assemble(label, partial(assemble_multiframes, label, header), path)
+            yield from built if isinstance(built, list) else [built]
         else:
             headers.append(header)
     for key, members in group_series(headers).items():
         yield _assemble(label, partial(assemble_series, label, members, key), str(members[0].path))
 
 
-def _assemble(label: str, build: Callable[[], ImageVolume], where: str) -> ImageVolume | LoadError:
+def _assemble(label: str, build: Callable[[], _Built], where: str) -> _Built | LoadError:
     try:
         return build()
     except ReadError as error:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from medforensics.io.dicom import DicomHeader, read_header
-from medforensics.io.series import assemble_multiframe, assemble_series, group_series
+from medforensics.io.series import assemble_multiframes, assemble_series, group_series
 from medforensics.io.sniff import Format, sniff_format
 from medforensics.io.types import ImageVolume, LoadError, ReadError
 
@@ -55,12 +55,19 @@ def _label(path: Path, root: Path, input_label: str, archive_label: str | None) 
     return f"{archive_label}!{member_name(root, path)}"
 
 
-def _read_single(path: Path, fmt: Format, input_label: str, options: LoadOptions) -> ImageVolume:
+def _read_single(
+    path: Path, fmt: Format, input_label: str, options: LoadOptions
+) -> list[ImageVolume]:
+    """The volumes of one file: one, or one per stack of a multi-frame file."""
     if fmt == "dicom":
         header = read_header(path)
         if header.is_multiframe:
-            return assemble_multiframe(input_label, header)
-        return assemble_series(input_label, [header])
+            return assemble_multiframes(input_label, header)
+        return [assemble_series(input_label, [header])]
+    return [_read_image(path, fmt, input_label, options)]
+
+
+def _read_image(path: Path, fmt: Format, input_label: str, options: LoadOptions) -> ImageVolume:
     if fmt in ("png", "jpeg", "tiff"):
         from medforensics.io.raster import read_raster
 
@@ -120,12 +127,12 @@ def _load_folder(
             if fmt == "dicom":
                 header = read_header(path)
                 if header.is_multiframe:
-                    yield assemble_multiframe(input_label, header)
+                    yield from assemble_multiframes(input_label, header)
                     yielded_image = True
                 else:
                     headers.append(header)
                 continue
-            yield _read_single(path, fmt, input_label, options)
+            yield from _read_single(path, fmt, input_label, options)
             yielded_image = True
         except ReadError as error:
             yield LoadError(
@@ -270,7 +277,7 @@ def _load_path(raw: str | Path, options: LoadOptions | None = None) -> Iterator[
                 "is not a medical image this tool can read: expected DICOM, NIfTI, PNG, JPEG, "
                 "TIFF or a zip of those",
             )
-        yield _read_single(path, fmt, input_label, options)
+        yield from _read_single(path, fmt, input_label, options)
     except ReadError as error:
         yield LoadError(input_label, error.path, error.message)
     except MemoryError:

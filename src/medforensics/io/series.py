@@ -506,18 +506,124 @@ def _frame_geometry(
     return positions, orientation, spacing, thickness or header.slice_thickness
 
 
-def assemble_multiframe(input_label: str, header: DicomHeader) -> ImageVolume:
-    """One multi-frame file (enhanced CT/MR or classic multi-frame), frames sorted by position."""
-    problems: list[str] = []
+#: per-frame functional group attributes that tell apart stacks of frames sharing positions in
+#: one enhanced file, in the order they are tried (as ``STACK_ATTRIBUTES`` for single frames)
+FRAME_STACK_ATTRIBUTES = (
+    ("FrameContentSequence", "StackID", "stack {}"),
+    ("MREchoSequence", "EffectiveEchoTime", "echo time {} ms"),
+    ("FrameContentSequence", "TemporalPositionIndex", "time point {}"),
+    ("MRDiffusionSequence", "DiffusionBValue", "b = {} s/mm²"),
+    ("CardiacSynchronizationSequence", "NominalCardiacTriggerDelayTime", "trigger delay {} ms"),
+    ("MRImageFrameTypeSequence", "FrameType", "frame type {}"),
+    ("CTImageFrameTypeSequence", "FrameType", "frame type {}"),
+)
+
+
+def _frame_stacks(
+    header: DicomHeader, positions: list[tuple[float, float, float] | None], normal: np.ndarray
+) -> list[tuple[str, list[int]]] | None:
+    """Frames of one file split into stacks when several share each position (the echoes,
+    time points or b-values of an enhanced MR), by the first of ``FRAME_STACK_ATTRIBUTES``
+    that takes as many values as the most frames at one position and leaves no position twice
+    in a stack: ``(label, frames)`` per stack, or ``None``."""
+    along = [round(float(np.dot(normal, np.asarray(p))) / _SAME_POSITION_MM) for p in positions]
+    most = max(along.count(value) for value in set(along))
+    if most < 2:
+        return None
+    per_frame = header.dataset.get("PerFrameFunctionalGroupsSequence") or []
+    shared_seq = header.dataset.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    for sequence, keyword, label in FRAME_STACK_ATTRIBUTES:
+        values: list[str] = []
+        for k in range(header.frames):
+            group = per_frame[k] if k < len(per_frame) else None
+            value = _group_value(group, sequence, keyword) or _group_value(
+                shared, sequence, keyword
+            )
+            if value is None:
+                break
+            values.append(value)
+        if len(values) < header.frames or len(set(values)) != most:
+            continue
+        if len(set(zip(values, along, strict=True))) < header.frames:
+            continue  # a position twice within one value: not stacks
+        order = sorted(set(values), key=_sort_key)
+        return [
+            (label.format(v), [k for k in range(header.frames) if values[k] == v]) for v in order
+        ]
+    return None
+
+
+def _group_value(group: object, sequence: str, keyword: str) -> str | None:
+    """``keyword`` of the first item of ``sequence`` in a functional group, as text."""
+    items = getattr(group, sequence, None) if group is not None else None
+    if not items:
+        return None
+    value = items[0].get(keyword)
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | bytes | int | float):
+        return str(value)
+    try:
+        return "\\".join(str(v) for v in value)
+    except TypeError:
+        return str(value)
+
+
+def assemble_multiframes(input_label: str, header: DicomHeader) -> list[ImageVolume]:
+    """The volumes of one multi-frame file: one, or one per stack when several frames share
+    each position and a per-frame attribute tells the stacks apart (``_frame_stacks``)."""
     _check_volume_size(header.frames, header.rows, header.cols, str(header.path))
-    positions, orientation, spacing, thickness = _frame_geometry(header)
+    positions, orientation, _, _ = _frame_geometry(header)
+    if orientation is None or any(p is None for p in positions) or header.frames < 2:
+        return [assemble_multiframe(input_label, header)]
+    stacks = _frame_stacks(header, positions, slice_normal(orientation))
+    if stacks is None:
+        return [assemble_multiframe(input_label, header)]
+    frames = _decoded_frames(header)
+    out = []
+    for index, (label, members) in enumerate(stacks):
+        part = SeriesKey(
+            header.series_uid or str(header.path),
+            label,
+            len(stacks),
+            index + 1,
+            "stacks of frames at the same positions (echoes, phases or b-values)",
+        )
+        out.append(assemble_multiframe(input_label, header, members, part, frames))
+    return out
+
+
+def _decoded_frames(header: DicomHeader) -> np.ndarray:
     frames = read_frames(header, physical=_modality_is_physical(header.modality))
     if frames.shape[0] != header.frames:
         raise ReadError(
             header.path,
             f"declares {header.frames} frames but its pixel data holds {frames.shape[0]}",
         )
-    order = list(range(header.frames))
+    return frames
+
+
+def assemble_multiframe(
+    input_label: str,
+    header: DicomHeader,
+    members: Sequence[int] | None = None,
+    part: SeriesKey | None = None,
+    decoded: np.ndarray | None = None,
+) -> ImageVolume:
+    """One multi-frame file (enhanced CT/MR or classic multi-frame), frames sorted by position;
+    ``members``: only these frames (one stack of the file, ``part`` says which), from the
+    ``decoded`` frames when the caller has them."""
+    problems: list[str] = []
+    _check_volume_size(header.frames, header.rows, header.cols, str(header.path))
+    positions, orientation, spacing, thickness = _frame_geometry(header)
+    frames = decoded if decoded is not None else _decoded_frames(header)
+    if part is not None:
+        problems.append(
+            f"{header.path.name} holds {part.parts} {part.split}, analysed apart; this part: "
+            f"{part.geometry}, {len(members or [])} frame(s)"
+        )
+    order = list(members) if members is not None else list(range(header.frames))
     position_array: np.ndarray | None = None
     spacing_z = thickness if thickness else math.nan
     if orientation is not None and all(p is not None for p in positions):
@@ -559,6 +665,7 @@ def assemble_multiframe(input_label: str, header: DicomHeader) -> ImageVolume:
         transfer_syntax=(header.transfer_syntax,),
         bits_stored=header.bits_stored,
         channels=header.samples,
-        attributes=_attributes(header, (header.transfer_syntax,), 1),
+        attributes=_attributes(header, (header.transfer_syntax,), 1)
+        | ({"SeriesPart": f"{part.part} of {part.parts}: {part.geometry}"} if part else {}),
         problems=problems,
     )

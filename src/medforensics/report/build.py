@@ -104,17 +104,22 @@ def report_stem(volume: ImageVolume) -> str:
     if from_container:
         if volume.series_uid:
             stem += "_" + safe_name(volume.series_uid)[-16:]
-            part = volume.attributes.get("SeriesPart", "")
-            if part:  # a series analysed in parts (geometries): one report each
-                stem += "_part" + part.split(" ", 1)[0]
         elif volume.source_files:
             stem += "_" + safe_name(volume.source_files[0].stem, 40)
+    part = volume.attributes.get("SeriesPart", "")
+    if part:  # a series or file analysed in parts (geometries, stacks): one report each
+        stem += "_part" + part.split(" ", 1)[0]
     return stem
 
 
 def _identity(volume: ImageVolume) -> list[Any]:
     files = volume.source_files
-    return [volume.input, volume.series_uid, str(files[0]) if files else None]
+    return [
+        volume.input,
+        volume.series_uid,
+        str(files[0]) if files else None,
+        volume.attributes.get("SeriesPart"),
+    ]
 
 
 def unique_stem(out_dir: Path, stem: str, volume: ImageVolume) -> str:
