@@ -103,6 +103,8 @@ def processed(volume: ImageVolume, apply: Filter | None) -> ImageVolume:
 ESCALATIONS = {
     "carries no acquisition noise": "noise-hole",
     "little acquisition noise": "noise-hole (weak)",
+    "noise level is far from the tissue": "noise-mismatch",
+    "noise level differs from its surroundings": "noise-mismatch (weak)",
     "re-interpolated after reconstruction": "resampling",
     "weak interpolation trace": "resampling (weak)",
     "the DICOM header has inconsistencies": "metadata",

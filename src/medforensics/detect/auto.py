@@ -31,7 +31,9 @@ findings; a weak one makes an ``authentic`` verdict ``inconclusive``.
 
 CT inputs are also checked for tissue without acquisition noise (``noise_hole``: a flat fill,
 a lesion blurred away, classical in-painting), which no scanner writes. Like the trace, it only
-adds evidence: a clear hole makes the verdict ``manipulated`` and its findings lead.
+adds evidence: a clear hole makes the verdict ``manipulated`` and its findings lead. So does
+a region whose noise level is far from the tissue around it (``noise_mismatch``: a patch pasted
+from another scan with its own noise, which ``ct-local`` does not see).
 
 On CT whose pixels were lossy-compressed (``compression``: declared in the header, JPEG 2000's
 wavelet grid or JPEG's block grid in the pixels), a texture ``manipulated`` becomes
@@ -64,6 +66,7 @@ import numpy as np
 from medforensics.detect.base import Detector
 from medforensics.detect.compression import Compression, assess
 from medforensics.detect.noise_hole import NoiseHoleDetector
+from medforensics.detect.noise_mismatch import NoiseMismatchDetector
 from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.resampling import ResamplingDetector, Trace
 from medforensics.detect.types import Detection
@@ -91,6 +94,9 @@ COMPRESSION_MODALITIES = ("CT",)
 LOSSY_SCORE_CAP = 0.5
 #: modalities checked for noise-free tissue (``noise_hole``): CT, whose noise is everywhere
 NOISE_HOLE_MODALITIES = ("CT",)
+#: modalities checked for a region whose noise level is far from its surroundings'
+#: (``noise_mismatch``): CT, where a patch pasted with another scan's noise escapes ``ct-local``
+NOISE_MISMATCH_MODALITIES = ("CT",)
 #: a clear trace's share in the noisy-OR with the pixel score (below 1, so that the pixel models
 #: still order re-gridded series, over the top 0.02 of the scale)
 TRACE_WEIGHT = 0.98
@@ -110,10 +116,12 @@ class AutoDetector(Detector):
         signature: bool = True,
         resampling: bool = True,
         noise_hole: bool = True,
+        noise_mismatch: bool = True,
     ) -> None:
         self.routes = {**ROUTES, **(routes or {})}
         self.use_resampling = resampling
         self.use_noise_hole = noise_hole
+        self.use_noise_mismatch = noise_mismatch
         self.use_metadata = metadata
         self.use_signature = signature
         self._cache: dict[str, Detector] = {}
@@ -168,6 +176,13 @@ class AutoDetector(Detector):
             if isinstance(hole_checker, NoiseHoleDetector):
                 # beside the pixel models: numpy and OpenCV release the GIL
                 holes = self._submit(partial(hole_checker.detect, compression=compression), volume)
+        mismatch: Future[Detection] | None = None
+        if self.use_noise_mismatch and key in NOISE_MISMATCH_MODALITIES:
+            level_checker = self._get("noise-mismatch")
+            if isinstance(level_checker, NoiseMismatchDetector):
+                mismatch = self._submit(
+                    partial(level_checker.detect, compression=compression), volume
+                )
         if len(chosen) == 1:
             detection = chosen[0].detect(volume)
         else:
@@ -183,6 +198,8 @@ class AutoDetector(Detector):
                 traced = checker.detect_trace(volume)
         if holes is not None:
             detection = with_noise_hole(detection, holes.result())
+        if mismatch is not None:
+            detection = with_noise_mismatch(detection, mismatch.result())
         if compression is not None:
             block_grid = traced is not None and traced[1] is not None and traced[1].block_grid
             detection = with_compression(detection, replace(compression, block_grid=block_grid))
@@ -220,6 +237,8 @@ class AutoDetector(Detector):
             names["resampling"] = None
         if self.use_noise_hole:
             names["noise-hole"] = None
+        if self.use_noise_mismatch:
+            names["noise-mismatch"] = None
         models = {n: d.describe() for n, d in ((n, self._get(n)) for n in names) if d is not None}
         return {"name": self.name, "routes": dict(self.routes), "models": models}
 
@@ -299,6 +318,30 @@ def with_noise_hole(detection: Detection, holes: Detection) -> Detection:
         clear=f"pixel models: {pixel:.3f}; a region of tissue carries no acquisition noise (see "
         "the first finding), which no scanner writes",
         weak="a small region of tissue with little acquisition noise: a person should look at it",
+    )
+
+
+def with_noise_mismatch(detection: Detection, mismatch: Detection) -> Detection:
+    """``detection`` with the noise-level check's answer (CT, see ``noise_mismatch``), in the
+    way of ``with_noise_hole``: evidence at or above its ``authentic_below`` raises the score by
+    a noisy-OR and its findings lead; a clear mismatch makes the verdict ``manipulated``, a weak
+    one turns ``authentic`` into ``inconclusive``. Not assessed, it changes only the notes."""
+    from medforensics.detect.noise_mismatch import OPERATING_POINT
+
+    detection.notes = [*detection.notes, *(f"noise-mismatch: {n}" for n in mismatch.notes)]
+    if mismatch.score == 0.5 and mismatch.verdict == "inconclusive" and not mismatch.findings:
+        return detection  # not assessed
+    if mismatch.score < OPERATING_POINT.authentic_below:
+        return detection
+    pixel = detection.score
+    detection.score = 1.0 - (1.0 - pixel) * (1.0 - mismatch.score)
+    detection.findings = list(mismatch.findings) + detection.findings
+    return _escalate(
+        detection,
+        mismatch.verdict,
+        clear=f"pixel models: {pixel:.3f}; a region's noise level is far from the tissue "
+        "around it (see the first finding), as in a patch taken from another scan",
+        weak="a region whose noise level differs from its surroundings: a person should look",
     )
 
 

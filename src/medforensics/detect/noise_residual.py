@@ -355,7 +355,7 @@ class NoiseResidualDetector(Detector):
             detector=self.name,
             score=score,
             verdict=self.operating_point.verdict(score),
-            findings=self._findings(stats, tile_prob),
+            findings=self.findings(stats, tile_prob),
             anomaly_map=tile_prob,
             map_stride=self.tile,
             notes=[
@@ -364,8 +364,9 @@ class NoiseResidualDetector(Detector):
             ],
         )
 
-    def _findings(self, stats: TileStatistics, tile_prob: np.ndarray) -> list[Finding]:
-        """Local maxima of the tile probability map, with non-maximum suppression."""
+    def findings(self, stats: TileStatistics, tile_prob: np.ndarray) -> list[Finding]:
+        """Local maxima of a tile probability map (this detector's, or another rule's over the
+        same ``stats``: ``noise_mismatch``), with non-maximum suppression."""
         floor = 0.05
         order = np.argsort(tile_prob, axis=None)[::-1]
         taken: list[tuple[int, int, int]] = []

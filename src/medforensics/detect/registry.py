@@ -31,6 +31,7 @@ _BUILTINS = {
     "patch-cascade": "medforensics.detect.patch_cascade",
     "resampling": "medforensics.detect.resampling",
     "noise-hole": "medforensics.detect.noise_hole",
+    "noise-mismatch": "medforensics.detect.noise_mismatch",
 }
 
 
