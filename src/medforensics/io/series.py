@@ -79,13 +79,17 @@ def group_series(headers: Iterable[DicomHeader]) -> dict[SeriesKey, list[DicomHe
             continue
         for index, (geometry, (label, attribute), members) in enumerate(pieces):
             where = ", ".join(part for part in (geometry.geometry, label) if part)
-            split = (
+            stacks = (
                 f"stacks of images at the same positions (echoes, phases or acquisitions, "
                 f"told apart by {attribute})"
-                if attribute and geometry.parts == 1
-                else "geometries (sizes or planes)"
-                if not attribute
-                else f"geometries (sizes or planes) and stacks told apart by {attribute}"
+            )
+            split = " and ".join(
+                reason
+                for reason, applies in (
+                    ("geometries (sizes or planes)", geometry.parts > 1),
+                    (stacks, bool(attribute)),
+                )
+                if applies
             )
             out[SeriesKey(key.series_uid, where, len(pieces), index + 1, split)] = members
     return out
@@ -127,41 +131,51 @@ def _by_stack(
     if len(unique) < 2 or any(h.position is None or h.orientation is None for h in unique):
         return whole
     normal = slice_normal(unique[0].orientation or ())
-    along = [
-        round(float(np.dot(normal, np.asarray(h.position))) / _SAME_POSITION_MM) for h in unique
-    ]
-    most = max(along.count(value) for value in set(along))
-    if most < 2:
+    along = [float(np.dot(normal, np.asarray(h.position))) for h in unique]
+    candidates = (
+        (attribute, label, [_as_text(h.dataset.get(attribute)) for h in unique])
+        for attribute, label in STACK_ATTRIBUTES
+    )
+    chosen = _stack_attribute(candidates, along)
+    if chosen is None:
         return whole
-    for attribute, label in STACK_ATTRIBUTES:
-        found = [_stack_value(h, attribute) for h in unique]
+    attribute, label, values = chosen
+    order = sorted(set(values), key=_sort_key)
+    stacks: dict[str, list[DicomHeader]] = {v: [] for v in order}
+    for header in headers:  # second copies of an instance too: assembly reports them
+        stacks[str(_as_text(header.dataset.get(attribute)))].append(header)
+    return [((label.format(v), attribute), stacks[v]) for v in order]
+
+
+def _stack_attribute(
+    candidates: Iterable[tuple[str, str, list[str | None]]], along: Sequence[float]
+) -> tuple[str, str, list[str]] | None:
+    """The first candidate ``(attribute, label, value per image)`` that tells stacks apart in
+    images at positions ``along`` the normal (mm): every image has a value, there are as many
+    values as the most images at one position (more than one), and no position comes twice
+    under one value. ``None`` when the images do not share positions or none does."""
+    places = [round(a / _SAME_POSITION_MM) for a in along]
+    most = max((places.count(p) for p in set(places)), default=0)
+    if most < 2:
+        return None
+    for attribute, label, found in candidates:
         values = [v for v in found if v is not None]
         if len(values) < len(found) or len(set(values)) != most:
             continue
-        seen: set[tuple[str, int]] = set()
-        clash = False
-        for value, place in zip(values, along, strict=True):
-            clash |= (str(value), place) in seen
-            seen.add((str(value), place))
-        if clash:
-            continue
-        order = sorted(set(values), key=_sort_key)
-        stacks: dict[str, list[DicomHeader]] = {str(v): [] for v in order}
-        for header in headers:
-            stacks[str(_stack_value(header, attribute))].append(header)
-        return [((label.format(v), attribute), stacks[str(v)]) for v in order]
-    return whole
+        if len(set(zip(values, places, strict=True))) < len(values):
+            continue  # a position twice under one value: not stacks
+        return attribute, label, values
+    return None
 
 
-def _stack_value(header: DicomHeader, attribute: str) -> str | None:
-    """The attribute's value as text (multi-valued ones joined by backslashes), or ``None``."""
-    value = header.dataset.get(attribute)
+def _as_text(value: object) -> str | None:
+    """A header value as text (multi-valued ones joined by backslashes); ``None`` if absent."""
     if value is None or value == "":
         return None
     if isinstance(value, str | bytes | int | float):
         return str(value)
     try:
-        return "\\".join(str(v) for v in value)
+        return "\\".join(str(v) for v in value)  # type: ignore[attr-defined]
     except TypeError:
         return str(value)
 
@@ -526,48 +540,34 @@ def _frame_stacks(
     time points or b-values of an enhanced MR), by the first of ``FRAME_STACK_ATTRIBUTES``
     that takes as many values as the most frames at one position and leaves no position twice
     in a stack: ``(label, frames)`` per stack, or ``None``."""
-    along = [round(float(np.dot(normal, np.asarray(p))) / _SAME_POSITION_MM) for p in positions]
-    most = max(along.count(value) for value in set(along))
-    if most < 2:
-        return None
+    along = [float(np.dot(normal, np.asarray(p))) for p in positions]
     per_frame = header.dataset.get("PerFrameFunctionalGroupsSequence") or []
     shared_seq = header.dataset.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
-    for sequence, keyword, label in FRAME_STACK_ATTRIBUTES:
-        values: list[str] = []
-        for k in range(header.frames):
-            group = per_frame[k] if k < len(per_frame) else None
-            value = _group_value(group, sequence, keyword) or _group_value(
-                shared, sequence, keyword
-            )
-            if value is None:
-                break
-            values.append(value)
-        if len(values) < header.frames or len(set(values)) != most:
-            continue
-        if len(set(zip(values, along, strict=True))) < header.frames:
-            continue  # a position twice within one value: not stacks
-        order = sorted(set(values), key=_sort_key)
+
+    def frame_values(sequence: str, keyword: str) -> list[str | None]:
         return [
-            (label.format(v), [k for k in range(header.frames) if values[k] == v]) for v in order
+            _group_value(per_frame[k] if k < len(per_frame) else None, sequence, keyword)
+            or _group_value(shared, sequence, keyword)
+            for k in range(header.frames)
         ]
-    return None
+
+    candidates = (
+        (keyword, label, frame_values(sequence, keyword))
+        for sequence, keyword, label in FRAME_STACK_ATTRIBUTES
+    )
+    chosen = _stack_attribute(candidates, along)
+    if chosen is None:
+        return None
+    _, label, values = chosen
+    order = sorted(set(values), key=_sort_key)
+    return [(label.format(v), [k for k in range(header.frames) if values[k] == v]) for v in order]
 
 
 def _group_value(group: object, sequence: str, keyword: str) -> str | None:
     """``keyword`` of the first item of ``sequence`` in a functional group, as text."""
     items = getattr(group, sequence, None) if group is not None else None
-    if not items:
-        return None
-    value = items[0].get(keyword)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str | bytes | int | float):
-        return str(value)
-    try:
-        return "\\".join(str(v) for v in value)
-    except TypeError:
-        return str(value)
+    return _as_text(items[0].get(keyword)) if items else None
 
 
 def assemble_multiframes(input_label: str, header: DicomHeader) -> list[ImageVolume]:
