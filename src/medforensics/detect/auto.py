@@ -69,7 +69,7 @@ from medforensics.detect.noise_hole import NoiseHoleDetector
 from medforensics.detect.noise_mismatch import NoiseMismatchDetector
 from medforensics.detect.registry import create_detector, register_detector
 from medforensics.detect.resampling import ResamplingDetector, Trace
-from medforensics.detect.types import Detection
+from medforensics.detect.types import Detection, OperatingPoint
 from medforensics.io.types import PROJECTION_MODALITIES, ImageVolume
 
 #: modality → detector names (combined as described above); anything else uses FALLBACK
@@ -294,54 +294,56 @@ def with_compression(detection: Detection, compression: Compression) -> Detectio
 
 
 def with_noise_hole(detection: Detection, holes: Detection) -> Detection:
-    """``detection`` with the noise-free-tissue check's answer (CT, see ``noise_hole``).
-
-    The check only adds evidence: a slice it could not measure changes nothing but the notes. A
-    hole at or above its ``authentic_below`` raises the score by a noisy-OR,
-    ``1 - (1 - pixel) * (1 - hole)``, and its findings lead (each is a located region of
-    painted pixels); a clear one makes the verdict ``manipulated``, a weak one turns
-    ``authentic`` into ``inconclusive``.
-    """
+    """``detection`` with the noise-free-tissue check's answer (CT, see ``noise_hole``):
+    ``with_evidence``."""
     from medforensics.detect.noise_hole import OPERATING_POINT
 
-    detection.notes = [*detection.notes, *(f"noise-hole: {note}" for note in holes.notes)]
-    if holes.score == 0.5 and holes.verdict == "inconclusive" and not holes.findings:
-        return detection  # not assessed
-    if holes.score < OPERATING_POINT.authentic_below:
-        return detection
-    pixel = detection.score
-    detection.score = 1.0 - (1.0 - pixel) * (1.0 - holes.score)
-    detection.findings = list(holes.findings) + detection.findings
-    return _escalate(
+    return with_evidence(
         detection,
-        holes.verdict,
-        clear=f"pixel models: {pixel:.3f}; a region of tissue carries no acquisition noise (see "
-        "the first finding), which no scanner writes",
+        holes,
+        OPERATING_POINT,
+        clear="a region of tissue carries no acquisition noise (see the first finding), which "
+        "no scanner writes",
         weak="a small region of tissue with little acquisition noise: a person should look at it",
     )
 
 
 def with_noise_mismatch(detection: Detection, mismatch: Detection) -> Detection:
-    """``detection`` with the noise-level check's answer (CT, see ``noise_mismatch``), in the
-    way of ``with_noise_hole``: evidence at or above its ``authentic_below`` raises the score by
-    a noisy-OR and its findings lead; a clear mismatch makes the verdict ``manipulated``, a weak
-    one turns ``authentic`` into ``inconclusive``. Not assessed, it changes only the notes."""
+    """``detection`` with the noise-level check's answer (CT, see ``noise_mismatch``):
+    ``with_evidence``."""
     from medforensics.detect.noise_mismatch import OPERATING_POINT
 
-    detection.notes = [*detection.notes, *(f"noise-mismatch: {n}" for n in mismatch.notes)]
-    if mismatch.score == 0.5 and mismatch.verdict == "inconclusive" and not mismatch.findings:
+    return with_evidence(
+        detection,
+        mismatch,
+        OPERATING_POINT,
+        clear="a region's noise level is far from the tissue around it (see the first "
+        "finding), as in a patch taken from another scan",
+        weak="a region whose noise level differs from its surroundings: a person should look",
+    )
+
+
+def with_evidence(
+    detection: Detection, check: Detection, point: OperatingPoint, clear: str, weak: str
+) -> Detection:
+    """``detection`` with the answer of a training-free check that only adds evidence.
+
+    A check that could not measure the image changes nothing but the notes. At or above its
+    ``authentic_below`` it raises the score by a noisy-OR, ``1 - (1 - pixel) * (1 - check)``,
+    and its findings lead (each is a located region); a clear answer makes the verdict
+    ``manipulated`` (note ``clear``), a weak one turns ``authentic`` into ``inconclusive``
+    (note ``weak``).
+    """
+    detection.notes = [*detection.notes, *(f"{check.detector}: {n}" for n in check.notes)]
+    if check.score == 0.5 and check.verdict == "inconclusive" and not check.findings:
         return detection  # not assessed
-    if mismatch.score < OPERATING_POINT.authentic_below:
+    if check.score < point.authentic_below:
         return detection
     pixel = detection.score
-    detection.score = 1.0 - (1.0 - pixel) * (1.0 - mismatch.score)
-    detection.findings = list(mismatch.findings) + detection.findings
+    detection.score = 1.0 - (1.0 - pixel) * (1.0 - check.score)
+    detection.findings = list(check.findings) + detection.findings
     return _escalate(
-        detection,
-        mismatch.verdict,
-        clear=f"pixel models: {pixel:.3f}; a region's noise level is far from the tissue "
-        "around it (see the first finding), as in a patch taken from another scan",
-        weak="a region whose noise level differs from its surroundings: a person should look",
+        detection, check.verdict, clear=f"pixel models: {pixel:.3f}; {clear}", weak=weak
     )
 
 

@@ -27,6 +27,7 @@ from dataclasses import replace
 import numpy as np
 
 from medforensics.detect.base import Detector
+from medforensics.detect.calibration import PlattCalibration
 from medforensics.detect.compression import Compression, assess
 from medforensics.detect.noise_residual import NoiseResidualDetector, tile_statistics
 from medforensics.detect.registry import register_detector
@@ -37,7 +38,11 @@ from medforensics.io.types import ImageVolume
 CLEAR_BELOW = 4.5
 #: p = 0.5 here: ``manipulated``
 MIDDLE = 5.0
-CALIBRATION = (math.log(99.0) / (MIDDLE - CLEAR_BELOW), MIDDLE)
+#: the stated rule as a logistic: p = 0.01 at CLEAR_BELOW, 0.5 at MIDDLE
+RULE = PlattCalibration(
+    a=math.log(99.0) / (MIDDLE - CLEAR_BELOW),
+    b=-math.log(99.0) / (MIDDLE - CLEAR_BELOW) * MIDDLE,
+)
 OPERATING_POINT = OperatingPoint(manipulated_at=0.5, authentic_below=0.2)
 #: tile side (px), as ``noise-residual``'s
 TILE = 16
@@ -45,19 +50,13 @@ MAX_FINDINGS = 4
 
 
 def probability(statistic: float) -> float:
-    """The rule-based probability of an edit for the normalised statistic."""
-    if not math.isfinite(statistic):
-        return 0.0
-    slope, middle = CALIBRATION
-    z = max(min(slope * (statistic - middle), 50.0), -50.0)
-    return float(1.0 / (1.0 + math.exp(-z)))
+    """The rule-based probability of an edit for the normalised statistic (0 for NaN)."""
+    return RULE.probability(statistic) if math.isfinite(statistic) else 0.0
 
 
 def probabilities(statistics: np.ndarray) -> np.ndarray:
-    """``probability`` of each value of an array (float32)."""
-    slope, middle = CALIBRATION
-    z = np.clip(slope * (np.asarray(statistics, dtype=np.float64) - middle), -50.0, 50.0)
-    return (1.0 / (1.0 + np.exp(-z))).astype(np.float32)
+    """``probability`` of each value of an array (float32; -inf gives 0)."""
+    return RULE(statistics).astype(np.float32)
 
 
 @register_detector
@@ -121,4 +120,4 @@ class NoiseMismatchDetector(Detector):
         )
 
 
-__all__ = ["CALIBRATION", "NoiseMismatchDetector", "probabilities", "probability"]
+__all__ = ["RULE", "NoiseMismatchDetector", "probabilities", "probability"]
